@@ -1,0 +1,5 @@
+import asyncio
+
+from services.issuer.main import main
+
+asyncio.run(main())

@@ -1,0 +1,5 @@
+import asyncio
+
+from services.notifier.main import main
+
+asyncio.run(main())

@@ -1,0 +1,125 @@
+"""The notifier's handler: exactly one email per issued code, never inside a transaction.
+
+1. claim the code's delivery row (`pending`) and count the send attempt; commit;
+2. hand the message to SMTP with a Message-ID derived from the code id;
+3. mark the row `sent` and write NotificationSent to the outbox; commit.
+
+A crash between 2 and 3 sends the email again on redelivery, with the same Message-ID
+and `send_attempts` > 1: SMTP gives no way to ask whether a message was taken, so a
+repeat is made detectable and counted rather than impossible.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.notifier.mailer import Mailer, OutgoingEmail, PermanentMailError, stable_message_id
+from services.notifier.templates import CodeEmailContent, render_code_email
+from shared.clock import Clock
+from shared.crypto import Keyring, open_sealed
+from shared.errors import SealError
+from shared.events import (
+    Envelope,
+    Event,
+    NotificationFailed,
+    NotificationSent,
+    OtpIssued,
+    Topics,
+    code_context,
+    derived_event_id,
+)
+from shared.kafka.consumer import Handler
+from shared.postgres.unit_of_work import UnitOfWorkFactory
+
+__all__ = ["NotifierHandlers"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NotifierHandlers:
+    unit_of_work: UnitOfWorkFactory
+    clock: Clock
+    topics: Topics
+    seal_keys: Keyring
+    mailer: Mailer
+    message_id_domain: str
+
+    async def handle_otp_issued(self, envelope: Envelope, event: Event) -> None:
+        """OtpIssued → one email and NotificationSent (or NotificationFailed); keyed by code id."""
+        assert isinstance(event, OtpIssued)
+        message_id = stable_message_id(event.code_id, self.message_id_domain)
+        async with self.unit_of_work() as uow:
+            await uow.conn.execute(
+                "INSERT INTO deliveries (code_id, shipment_id, message_id, status) "
+                "VALUES ($1, $2, $3, 'pending') ON CONFLICT (code_id) DO NOTHING",
+                event.code_id, event.shipment_id, message_id)
+            status = await uow.conn.fetchval(
+                "SELECT status FROM deliveries WHERE code_id = $1 FOR UPDATE", event.code_id)
+            if status != "pending":
+                return
+            attempts = await uow.conn.fetchval(
+                "UPDATE deliveries SET send_attempts = send_attempts + 1, updated_at = now() "
+                "WHERE code_id = $1 RETURNING send_attempts", event.code_id)
+        if attempts > 1:
+            log.warning("code %s: sending again (attempt %d), same Message-ID", event.code_id, attempts)
+        try:
+            email = self._compose(event, message_id)
+            await self.mailer.send(email)
+        except (PermanentMailError, SealError, ValueError) as exc:
+            await self._record_failure(envelope, event, f"{type(exc).__name__}: {exc}"[:300], attempts)
+            return
+        async with self.unit_of_work() as uow:
+            await uow.conn.execute(
+                "UPDATE deliveries SET status = 'sent', accepted_at = $2, language = $3, updated_at = now() "
+                "WHERE code_id = $1", event.code_id, self.clock.now(), email.rendered.language)
+            uow.emit(self.topics.notifications, Envelope.wrap(
+                NotificationSent(shipment_id=event.shipment_id, code_id=event.code_id,
+                                 message_id=message_id, language=email.rendered.language,
+                                 accepted_at=self.clock.now(), send_attempts=attempts),
+                occurred_at=self.clock.now(),
+                event_id=derived_event_id(envelope.event_id, NotificationSent.event_type), cause=envelope))
+
+    def _compose(self, event: OtpIssued, message_id: str) -> OutgoingEmail:
+        code = open_sealed(self.seal_keys, event.sealed.key_id, event.sealed.blob,
+                           code_context(event.shipment_id, event.code_id))
+        rendered = render_code_email(CodeEmailContent(
+            recipient_name=event.recipient.name,
+            order_reference=event.order_reference,
+            code=code.get_secret_value(),
+            delivery_date=event.delivery_date,
+            valid_until=event.valid_until,
+            zone=event.delivery_zone,
+            locale=event.recipient.locale,
+            neighbour_allowed=event.neighbour_allowed,
+            is_redelivery=event.day_number > 1,
+        ))
+        return OutgoingEmail(
+            to_name=rendered_name(event.recipient.name),
+            to_address=str(event.recipient.email),
+            message_id=message_id,
+            rendered=rendered,
+            headers={"X-Delivery-Code-Id": event.code_id, "Auto-Submitted": "auto-generated"},
+        )
+
+    async def _record_failure(self, envelope: Envelope, event: OtpIssued, reason: str, attempts: int) -> None:
+        log.error("code %s: email failed for good: %s", event.code_id, reason)
+        async with self.unit_of_work() as uow:
+            await uow.conn.execute(
+                "UPDATE deliveries SET status = 'failed', last_error = $2, updated_at = now() WHERE code_id = $1",
+                event.code_id, reason)
+            uow.emit(self.topics.notifications, Envelope.wrap(
+                NotificationFailed(shipment_id=event.shipment_id, code_id=event.code_id, reason=reason,
+                                   failed_at=self.clock.now(), send_attempts=attempts),
+                occurred_at=self.clock.now(),
+                event_id=derived_event_id(envelope.event_id, NotificationFailed.event_type), cause=envelope))
+
+    def by_event_type(self) -> Mapping[str, Handler]:
+        return {OtpIssued.event_type: self.handle_otp_issued}
+
+
+def rendered_name(name: str) -> str:
+    """A display name safe for the To header: no control characters, bounded length."""
+    return "".join(" " if ord(ch) < 32 or ord(ch) == 127 else ch for ch in name)[:100]

@@ -1,0 +1,86 @@
+"""The SMTP adapter. A 4xx answer or a lost connection is transient; a 5xx is permanent."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formataddr
+from typing import Protocol
+
+import aiosmtplib
+from pydantic import SecretStr
+
+from services.notifier.templates import RenderedEmail
+from shared.errors import TransientError
+
+__all__ = ["Mailer", "OutgoingEmail", "PermanentMailError", "SmtpMailer", "stable_message_id"]
+
+
+class PermanentMailError(Exception):
+    """The server refused this message for good (5xx): retrying cannot help."""
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    to_name: str
+    to_address: str
+    message_id: str
+    rendered: RenderedEmail
+    headers: dict[str, str]
+
+
+class Mailer(Protocol):
+    async def send(self, email: OutgoingEmail) -> None: ...
+
+
+def stable_message_id(code_id: str, domain: str) -> str:
+    """The same for every send of one code, so a repeat is recognisable at the receiver."""
+    return f"<otp-{hashlib.sha256(code_id.encode()).hexdigest()[:32]}@{domain}>"
+
+
+@dataclass
+class SmtpMailer:
+    host: str
+    port: int
+    sender: str
+    timeout: float
+    starttls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+
+    def _message(self, email: OutgoingEmail) -> EmailMessage:
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = formataddr((email.to_name, email.to_address))
+        message["Subject"] = email.rendered.subject
+        message["Message-ID"] = email.message_id
+        message["Content-Language"] = email.rendered.language
+        for name, value in email.headers.items():
+            message[name] = value
+        message.set_content(email.rendered.text)
+        message.add_alternative(email.rendered.html, subtype="html")
+        return message
+
+    async def send(self, email: OutgoingEmail) -> None:
+        try:
+            await aiosmtplib.send(
+                self._message(email),
+                hostname=self.host,
+                port=self.port,
+                start_tls=self.starttls,
+                username=self.username,
+                password=self.password.get_secret_value() if self.password else None,
+                timeout=self.timeout,
+            )
+        except aiosmtplib.SMTPResponseException as exc:
+            if 500 <= exc.code < 600:
+                raise PermanentMailError(f"SMTP {exc.code}") from None
+            raise TransientError(f"SMTP {exc.code}") from None
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [response.code for response in exc.recipients]
+            if all(500 <= code < 600 for code in codes):
+                raise PermanentMailError(f"SMTP recipient refused {codes}") from None
+            raise TransientError(f"SMTP recipient deferred {codes}") from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise TransientError(f"SMTP unavailable ({type(exc).__name__})") from None

@@ -1,0 +1,35 @@
+"""Composition root of the notifier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.notifier.handlers import NotifierHandlers
+from services.notifier.mailer import SmtpMailer
+from services.notifier.settings import NotifierSettings
+from shared.crypto import load_keyring
+from shared.logs import configure_logging
+from shared.runtime import ServiceRuntime
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+async def main() -> None:
+    settings = NotifierSettings()  # type: ignore[call-arg]
+    configure_logging("notifier", settings.log_level)
+    async with ServiceRuntime.open("notifier", settings, MIGRATIONS) as runtime:
+        mailer = SmtpMailer(
+            host=settings.smtp_host, port=settings.smtp_port, sender=settings.notifier_sender,
+            timeout=settings.smtp_timeout_seconds, starttls=settings.smtp_starttls,
+            username=settings.smtp_username, password=settings.smtp_password,
+        )
+        handlers = NotifierHandlers(
+            unit_of_work=runtime.unit_of_work,
+            clock=runtime.clock,
+            topics=runtime.topics,
+            seal_keys=load_keyring(settings.seal_keys_file, "OTP_SEAL_KEYS_FILE"),
+            mailer=mailer,
+            message_id_domain=settings.notifier_message_id_domain,
+        )
+        runtime.consume("notifier", [runtime.topics.issuance], handlers.by_event_type())
+        await runtime.run()

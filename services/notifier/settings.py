@@ -1,0 +1,23 @@
+"""The notifier's configuration: the SMTP relay and the customer-facing key ring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from shared.settings import RuntimeSettings
+
+__all__ = ["NotifierSettings"]
+
+
+class NotifierSettings(RuntimeSettings):
+    seal_keys_file: Path
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=2525, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    notifier_sender: str = "Parcel delivery <no-reply@delivery.example>"
+    notifier_message_id_domain: str = Field(default="delivery.example", pattern=r"^[A-Za-z0-9.-]+$")

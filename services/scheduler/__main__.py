@@ -1,0 +1,5 @@
+import asyncio
+
+from services.scheduler.main import main
+
+asyncio.run(main())

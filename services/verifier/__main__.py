@@ -1,0 +1,5 @@
+import asyncio
+
+from services.verifier.main import main
+
+asyncio.run(main())

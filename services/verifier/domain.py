@@ -1,0 +1,112 @@
+"""The verifier's rules for an attempt at the door. Pure: no clock, no crypto, no I/O.
+
+The handler says which code the candidate matched (the current one, an older one of
+the same shipment, or none) after comparing keyed hashes in constant time; these
+functions decide what that means and how the code's state changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from shared.events.handover import RejectionReason
+
+__all__ = [
+    "CodeState",
+    "CodeStatus",
+    "Decision",
+    "Match",
+    "ShipmentState",
+    "decide_attempt",
+    "effective_attempt_time",
+]
+
+
+class CodeStatus(StrEnum):
+    ACTIVE = "active"
+    LOCKED = "locked"
+    CONSUMED = "consumed"
+    SUPERSEDED = "superseded"
+    EXPIRED = "expired"
+
+
+Match = Literal["current", "older", "none"]
+
+
+@dataclass(frozen=True)
+class CodeState:
+    code_id: str
+    day_number: int
+    valid_from: datetime
+    valid_until: datetime
+    status: CodeStatus
+    wrong_tries: int
+    max_attempts: int
+    neighbour_allowed: bool
+
+    @property
+    def tries_left(self) -> int:
+        return max(self.max_attempts - self.wrong_tries, 0)
+
+
+@dataclass(frozen=True)
+class ShipmentState:
+    code_required: bool
+    returned: bool
+    current: CodeState | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    accepted: bool
+    reason: RejectionReason | None
+    tries_left: int
+    code: CodeState | None  # the current code after the decision, None if unchanged/absent
+
+
+def effective_attempt_time(attempted_at: datetime, now: datetime, max_lag: timedelta) -> datetime:
+    """When an attempt counts as made: the terminal's time, but never later than now and
+    never earlier than `max_lag` ago, so a back-dated attempt cannot revive an expired code."""
+    return min(max(attempted_at, now - max_lag), now)
+
+
+def _reject(reason: RejectionReason, code: CodeState | None, changed: CodeState | None = None) -> Decision:
+    return Decision(False, reason, code.tries_left if code else 0, changed)
+
+
+def decide_attempt(
+    shipment: ShipmentState | None,
+    match: Match,
+    receiver_kind: Literal["customer", "neighbour"],
+    at: datetime,
+) -> Decision:
+    if shipment is None:
+        return _reject(RejectionReason.UNKNOWN_SHIPMENT, None)
+    if not shipment.code_required:
+        return _reject(RejectionReason.NOT_REQUIRED, None)
+    code = shipment.current
+    if code is None:
+        return _reject(RejectionReason.UNKNOWN_SHIPMENT, None)
+    if code.status is CodeStatus.CONSUMED:
+        return _reject(RejectionReason.ALREADY_DELIVERED, code)
+    if shipment.returned:
+        return _reject(RejectionReason.RETURNED, code)
+    if code.status is CodeStatus.EXPIRED or at >= code.valid_until:
+        return _reject(RejectionReason.EXPIRED, code)
+    if code.status is CodeStatus.LOCKED:
+        return _reject(RejectionReason.LOCKED, code)
+    if receiver_kind == "neighbour" and not code.neighbour_allowed:
+        return _reject(RejectionReason.NEIGHBOUR_NOT_ALLOWED, code)
+    if match == "current":
+        consumed = replace(code, status=CodeStatus.CONSUMED)
+        return Decision(True, None, code.tries_left, consumed)
+    if match == "older":
+        # The customer read yesterday's email: no guess, so no try is used up.
+        return _reject(RejectionReason.SUPERSEDED, code)
+    tried = replace(code, wrong_tries=code.wrong_tries + 1)
+    if tried.tries_left == 0:
+        tried = replace(tried, status=CodeStatus.LOCKED)
+    return _reject(RejectionReason.WRONG_CODE, tried, tried)

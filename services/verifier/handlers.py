@@ -1,0 +1,165 @@
+"""The verifier's handlers: learn codes as keyed hashes, decide attempts, expire closed days."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from services.verifier import domain
+from services.verifier.repository import AsyncpgVerifierRepository, StoredCode
+from shared.clock import Clock
+from shared.crypto import Keyring, open_sealed, verify_digest
+from shared.errors import BadEvent, SealError
+from shared.events import (
+    CodeExpired,
+    DayClosed,
+    Envelope,
+    Event,
+    HandoverAttempted,
+    HandoverDecided,
+    OtpIssued,
+    OtpNotRequired,
+    ShipmentReturned,
+    Topics,
+    attempt_context,
+    code_context,
+    derived_event_id,
+)
+from shared.kafka.consumer import Handler
+from shared.postgres.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+__all__ = ["VerifierHandlers"]
+
+
+@dataclass
+class VerifierHandlers:
+    unit_of_work: UnitOfWorkFactory
+    clock: Clock
+    topics: Topics
+    hash_keys: Keyring
+    attempt_keys: Keyring
+    max_attempt_lag: timedelta
+
+    async def handle_otp_issued(self, envelope: Envelope, event: Event) -> None:
+        """OtpIssued → the code's hash stored, older codes superseded; idempotent on the code id."""
+        assert isinstance(event, OtpIssued)
+        async with self.unit_of_work() as uow:
+            if not await uow.claim(envelope):
+                return
+            repository = AsyncpgVerifierRepository(uow.conn)
+            await repository.lock_day(event.delivery_date, event.delivery_zone)
+            await repository.upsert_shipment(event.shipment_id, code_required=True)
+            if not await repository.add_code(event, domain.CodeStatus.ACTIVE):
+                return
+            if await repository.is_day_closed(event.delivery_date, event.delivery_zone):
+                # Its day closed before the code reached us: it expires now, the parcel moves on.
+                await repository.expire_code(event.code_id)
+                self._emit(uow, envelope, self.topics.expiries, CodeExpired(
+                    shipment_id=event.shipment_id, code_id=event.code_id,
+                    delivery_date=event.delivery_date, delivery_zone=event.delivery_zone,
+                    day_number=event.day_number, was_locked=False, expired_at=self.clock.now()),
+                    discriminator=event.code_id)
+
+    async def handle_otp_not_required(self, envelope: Envelope, event: Event) -> None:
+        """OtpNotRequired → the shipment is known to need no code; idempotent on the shipment id."""
+        assert isinstance(event, OtpNotRequired)
+        async with self.unit_of_work() as uow:
+            if await uow.claim(envelope):
+                await AsyncpgVerifierRepository(uow.conn).upsert_shipment(event.shipment_id, False)
+
+    async def handle_shipment_returned(self, envelope: Envelope, event: Event) -> None:
+        """ShipmentReturned → later attempts are rejected as returned; idempotent by nature."""
+        assert isinstance(event, ShipmentReturned)
+        async with self.unit_of_work() as uow:
+            if await uow.claim(envelope):
+                await AsyncpgVerifierRepository(uow.conn).mark_returned(event.shipment_id)
+
+    async def handle_day_closed(self, envelope: Envelope, event: Event) -> None:
+        """DayClosed → every unused code of that date and zone expires; one CodeExpired per code."""
+        assert isinstance(event, DayClosed)
+        async with self.unit_of_work() as uow:
+            if not await uow.claim(envelope):
+                return
+            repository = AsyncpgVerifierRepository(uow.conn)
+            await repository.lock_day(event.local_date, event.zone)
+            if not await repository.close_day(event.local_date, event.zone, event.closed_at):
+                return
+            for code, was_locked in await repository.expire_open_codes(event.local_date, event.zone):
+                self._emit(uow, envelope, self.topics.expiries, CodeExpired(
+                    shipment_id=code.shipment_id, code_id=code.state.code_id,
+                    delivery_date=code.delivery_date, delivery_zone=code.delivery_zone,
+                    day_number=code.state.day_number, was_locked=was_locked,
+                    expired_at=event.closed_at), discriminator=code.state.code_id)
+
+    async def handle_handover_attempted(self, envelope: Envelope, event: Event) -> None:
+        """HandoverAttempted → HandoverDecided; the attempt id is the key: asked twice, answered alike."""
+        assert isinstance(event, HandoverAttempted)
+        now = self.clock.now()
+        try:
+            candidate = open_sealed(self.attempt_keys, event.entered_code.key_id, event.entered_code.blob,
+                                    attempt_context(event.attempt_id, event.shipment_id))
+        except SealError as exc:
+            raise BadEvent("unsealable_code", "entered code does not open with the attempt keys") from exc
+        async with self.unit_of_work() as uow:
+            if not await uow.claim(envelope):
+                return
+            repository = AsyncpgVerifierRepository(uow.conn)
+            stored = await repository.stored_decision(event.attempt_id)
+            if stored is not None:
+                self._emit(uow, envelope, self.topics.decisions, HandoverDecided.model_validate(stored))
+                return
+            found = await repository.lock_shipment(event.shipment_id)
+            shipment, codes = found if found else (None, [])
+            match = _match(self.hash_keys, codes, shipment, candidate)
+            at = domain.effective_attempt_time(event.attempted_at, now, self.max_attempt_lag)
+            decision = domain.decide_attempt(shipment, match, event.receiver.kind, at)
+            if decision.code is not None:
+                received_by: dict[str, Any] | None = None
+                if decision.accepted:
+                    received_by = {"courier_id": event.courier_id, "attempt_id": event.attempt_id,
+                                   **event.receiver.model_dump()}
+                await repository.update_code(decision.code, received_by)
+            current = shipment.current if shipment else None
+            decided = HandoverDecided(
+                attempt_id=event.attempt_id, shipment_id=event.shipment_id, courier_id=event.courier_id,
+                outcome="accepted" if decision.accepted else "rejected", reason=decision.reason,
+                tries_left=decision.tries_left, receiver=event.receiver,
+                code_id=current.code_id if current else None,
+                day_number=current.day_number if current else None,
+                attempted_at=event.attempted_at, decided_at=now)
+            await repository.record_decision(event.attempt_id, event.shipment_id,
+                                             decided.model_dump(mode="json"), now)
+            self._emit(uow, envelope, self.topics.decisions, decided)
+
+    def _emit(self, uow: UnitOfWork, cause: Envelope, topic: str, event: Event,
+              discriminator: str = "") -> None:
+        uow.emit(topic, Envelope.wrap(
+            event, occurred_at=self.clock.now(),
+            event_id=derived_event_id(cause.event_id, event.event_type, discriminator), cause=cause))
+
+    def by_event_type(self) -> Mapping[str, Handler]:
+        return {
+            OtpIssued.event_type: self.handle_otp_issued,
+            OtpNotRequired.event_type: self.handle_otp_not_required,
+            ShipmentReturned.event_type: self.handle_shipment_returned,
+            DayClosed.event_type: self.handle_day_closed,
+            HandoverAttempted.event_type: self.handle_handover_attempted,
+        }
+
+
+def _match(keys: Keyring, codes: list[StoredCode], shipment: domain.ShipmentState | None,
+           candidate: Any) -> domain.Match:
+    """Compares against every code of the shipment, so timing does not tell which one matched."""
+    current_id = shipment.current.code_id if shipment and shipment.current else None
+    result: domain.Match = "none"
+    for code in codes:
+        context = code_context(code.shipment_id, code.state.code_id)
+        try:
+            matches = verify_digest(keys, code.digest_key_id, code.digest, candidate, context)
+        except SealError:
+            matches = False
+        if matches:
+            result = "current" if code.state.code_id == current_id else ("older" if result == "none" else result)
+    return result

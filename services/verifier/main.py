@@ -1,0 +1,30 @@
+"""Composition root of the verifier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.verifier.handlers import VerifierHandlers
+from services.verifier.settings import VerifierSettings
+from shared.crypto import load_keyring
+from shared.logs import configure_logging
+from shared.runtime import ServiceRuntime
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+async def main() -> None:
+    settings = VerifierSettings()  # type: ignore[call-arg]
+    configure_logging("verifier", settings.log_level)
+    async with ServiceRuntime.open("verifier", settings, MIGRATIONS) as runtime:
+        handlers = VerifierHandlers(
+            unit_of_work=runtime.unit_of_work,
+            clock=runtime.clock,
+            topics=runtime.topics,
+            hash_keys=load_keyring(settings.hash_keys_file, "OTP_HASH_KEYS_FILE"),
+            attempt_keys=load_keyring(settings.attempt_keys_file, "OTP_ATTEMPT_KEYS_FILE"),
+            max_attempt_lag=settings.max_attempt_lag,
+        )
+        topics = runtime.topics
+        runtime.consume("verifier", [topics.issuance, topics.attempts, topics.days], handlers.by_event_type())
+        await runtime.run()

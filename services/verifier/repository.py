@@ -1,0 +1,144 @@
+"""The verifier's tables, used inside the caller's unit of work."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from services.verifier.domain import CodeState, CodeStatus, ShipmentState
+from shared.events import OtpIssued
+
+__all__ = ["AsyncpgVerifierRepository", "StoredCode"]
+
+
+@dataclass(frozen=True)
+class StoredCode:
+    state: CodeState
+    shipment_id: str
+    delivery_date: date
+    delivery_zone: str
+    digest_key_id: str
+    digest: str
+
+
+def _code(row: asyncpg.Record) -> StoredCode:
+    return StoredCode(
+        state=CodeState(
+            code_id=row["code_id"],
+            day_number=row["day_number"],
+            valid_from=row["valid_from"],
+            valid_until=row["valid_until"],
+            status=CodeStatus(row["status"]),
+            wrong_tries=row["wrong_tries"],
+            max_attempts=row["max_attempts"],
+            neighbour_allowed=row["neighbour_allowed"],
+        ),
+        shipment_id=row["shipment_id"],
+        delivery_date=row["delivery_date"],
+        delivery_zone=row["delivery_zone"],
+        digest_key_id=row["digest_key_id"],
+        digest=row["digest"],
+    )
+
+
+class AsyncpgVerifierRepository:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def lock_day(self, local_date: date, zone: str) -> None:
+        """Serialises a day's close with codes arriving for that day, across instances."""
+        await self._conn.execute(
+            "SELECT pg_advisory_xact_lock($1)", zlib.crc32(f"day|{zone}|{local_date}".encode())
+        )
+
+    async def is_day_closed(self, local_date: date, zone: str) -> bool:
+        return bool(await self._conn.fetchval(
+            "SELECT 1 FROM closed_days WHERE local_date = $1 AND delivery_zone = $2", local_date, zone))
+
+    async def close_day(self, local_date: date, zone: str, closed_at: datetime) -> bool:
+        inserted = await self._conn.fetchval(
+            "INSERT INTO closed_days (local_date, delivery_zone, closed_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING 1", local_date, zone, closed_at)
+        return inserted is not None
+
+    async def expire_open_codes(self, local_date: date, zone: str) -> list[tuple[StoredCode, bool]]:
+        """Expires the day's unused codes; returns each with whether it had been locked."""
+        rows = await self._conn.fetch(
+            """WITH open AS (
+                   SELECT code_id, status AS old_status FROM codes
+                   WHERE delivery_date = $1 AND delivery_zone = $2 AND status IN ('active', 'locked')
+                   FOR UPDATE)
+               UPDATE codes SET status = 'expired', updated_at = now()
+               FROM open WHERE codes.code_id = open.code_id
+               RETURNING codes.*, open.old_status""",
+            local_date, zone)
+        return [(_code(row), row["old_status"] == "locked") for row in rows]
+
+    async def expire_code(self, code_id: str) -> None:
+        await self._conn.execute(
+            "UPDATE codes SET status = 'expired', updated_at = now() WHERE code_id = $1", code_id)
+
+    async def upsert_shipment(self, shipment_id: str, code_required: bool) -> None:
+        await self._conn.execute(
+            "INSERT INTO shipments (shipment_id, code_required) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            shipment_id, code_required)
+
+    async def mark_returned(self, shipment_id: str) -> None:
+        await self._conn.execute("UPDATE shipments SET returned = true WHERE shipment_id = $1", shipment_id)
+
+    async def add_code(self, event: OtpIssued, status: CodeStatus) -> bool:
+        await self._conn.execute(
+            """UPDATE codes SET status = 'superseded', updated_at = now()
+               WHERE shipment_id = $1 AND status IN ('active', 'locked') AND code_id <> $2""",
+            event.shipment_id, event.code_id)
+        inserted = await self._conn.fetchval(
+            """INSERT INTO codes (code_id, shipment_id, day_number, delivery_date, delivery_zone,
+                   valid_from, valid_until, digest_key_id, digest, status, max_attempts, neighbour_allowed)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+               ON CONFLICT (code_id) DO NOTHING RETURNING 1""",
+            event.code_id, event.shipment_id, event.day_number, event.delivery_date, event.delivery_zone,
+            event.valid_from, event.valid_until, event.digest.key_id, event.digest.hmac_sha256,
+            status.value, event.max_attempts, event.neighbour_allowed)
+        if inserted:
+            await self._conn.execute(
+                "UPDATE shipments SET current_code_id = $2 WHERE shipment_id = $1", event.shipment_id,
+                event.code_id)
+        return inserted is not None
+
+    async def lock_shipment(self, shipment_id: str) -> tuple[ShipmentState, list[StoredCode]] | None:
+        shipment = await self._conn.fetchrow(
+            "SELECT * FROM shipments WHERE shipment_id = $1 FOR UPDATE", shipment_id)
+        if shipment is None:
+            return None
+        rows = await self._conn.fetch(
+            "SELECT * FROM codes WHERE shipment_id = $1 ORDER BY day_number DESC", shipment_id)
+        codes = [_code(row) for row in rows]
+        current = next((c for c in codes if c.state.code_id == shipment["current_code_id"]), None)
+        state = ShipmentState(
+            code_required=shipment["code_required"],
+            returned=shipment["returned"],
+            current=current.state if current else None,
+        )
+        return state, codes
+
+    async def update_code(self, code: CodeState, received_by: dict[str, Any] | None) -> None:
+        await self._conn.execute(
+            """UPDATE codes SET status = $2, wrong_tries = $3, received_by = $4::jsonb, updated_at = now()
+               WHERE code_id = $1""",
+            code.code_id, code.status.value, code.wrong_tries,
+            json.dumps(received_by) if received_by is not None else None)
+
+    async def stored_decision(self, attempt_id: str) -> dict[str, Any] | None:
+        raw = await self._conn.fetchval("SELECT decision FROM attempts WHERE attempt_id = $1", attempt_id)
+        return json.loads(raw) if raw is not None else None
+
+    async def record_decision(self, attempt_id: str, shipment_id: str, decision: dict[str, Any],
+                              decided_at: datetime) -> None:
+        await self._conn.execute(
+            "INSERT INTO attempts (attempt_id, shipment_id, decision, decided_at) VALUES ($1, $2, $3::jsonb, $4)",
+            attempt_id, shipment_id, json.dumps(decision), decided_at)

@@ -1,0 +1,66 @@
+"""Every topic name, in one place. A namespace prefix isolates test runs on one broker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Topics"]
+
+
+@dataclass(frozen=True)
+class Topics:
+    namespace: str
+
+    @property
+    def dispatched(self) -> str:
+        """ShipmentDispatched, from upstream fulfilment."""
+        return f"{self.namespace}.shipments.dispatched"
+
+    @property
+    def issuance(self) -> str:
+        """OtpIssued, OtpNotRequired, RedeliveryQueued, ShipmentReturned, from the issuer."""
+        return f"{self.namespace}.otp.issuance"
+
+    @property
+    def expiries(self) -> str:
+        """CodeExpired, from the verifier."""
+        return f"{self.namespace}.otp.expiries"
+
+    @property
+    def notifications(self) -> str:
+        """NotificationSent, NotificationFailed, from the notifier."""
+        return f"{self.namespace}.otp.notifications"
+
+    @property
+    def attempts(self) -> str:
+        """HandoverAttempted, from courier gateways."""
+        return f"{self.namespace}.handover.attempts"
+
+    @property
+    def decisions(self) -> str:
+        """HandoverDecided, from the verifier, read by courier gateways."""
+        return f"{self.namespace}.handover.decisions"
+
+    @property
+    def days(self) -> str:
+        """DayClosed, from the scheduler."""
+        return f"{self.namespace}.days.closed"
+
+    def main_topics(self) -> list[str]:
+        return [
+            self.dispatched,
+            self.issuance,
+            self.expiries,
+            self.notifications,
+            self.attempts,
+            self.decisions,
+            self.days,
+        ]
+
+    @staticmethod
+    def dead_letters(topic: str) -> str:
+        return f"{topic}.dlq"
+
+    def all_topics(self) -> list[str]:
+        main = self.main_topics()
+        return main + [self.dead_letters(topic) for topic in main]

@@ -1,0 +1,1 @@
+"""Kafka runtime: topic creation, the idempotent producer and the one consumer loop."""
