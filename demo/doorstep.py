@@ -150,6 +150,7 @@ class Doorstep:
             at_home = plan.handed_over_on is not None and issued.delivery_date >= plan.handed_over_on
             if at_home:
                 if issued.day_number > 1 and previous_code and _roll(plan, "old-code") < 0.3:
+                    self.scenarios["old code after redelivery"] += 1
                     await self._attempt(plan, issued, previous_code, "old code after redelivery", "superseded",
                                         "customer")
                 if await self._at_the_door(plan, issued, mail):
@@ -157,6 +158,7 @@ class Doorstep:
             else:
                 self.scenarios["nobody at home"] += 1
                 if _roll(plan, f"late-{issued.day_number}") < 0.1:
+                    self.scenarios["code tried after its day ended"] += 1
                     await self._attempt_after_day_end(plan, issued, mail)
             following = await self._wait("next", f"{shipment_id}|{issued.day_number}")
             if isinstance(following, ShipmentReturned):
@@ -168,12 +170,14 @@ class Doorstep:
 
     async def _at_the_door(self, plan: OrderPlan, issued: OtpIssued, mail: ReceivedCode) -> bool:
         roll = _roll(plan, f"door-{issued.day_number}")
-        if roll < 0.12 and plan.neighbour_allowed:
+        scenario = _door_scenario(roll, plan.neighbour_allowed)
+        self.scenarios[scenario] += 1
+        if scenario == "neighbour told the code":
             decided = await self._attempt(plan, issued, mail, "neighbour told the code", "accepted", "neighbour")
-        elif roll < 0.22:
+        elif scenario == "mistyped, then right":
             await self._attempt(plan, issued, None, "mistyped, then right", "wrong_code", "customer")
             decided = await self._attempt(plan, issued, mail, "mistyped, then right", "accepted", "customer")
-        elif roll < 0.24:
+        elif scenario == "wrong until locked":
             for _ in range(issued.max_attempts):
                 await self._attempt(plan, issued, None, "wrong until locked", "wrong_code", "customer")
             await self._attempt(plan, issued, mail, "wrong until locked", "locked", "customer")
@@ -204,7 +208,7 @@ class Doorstep:
         attempt_id = f"att-{uuid.uuid4().hex}"
         key_id, blob = seal(self.attempt_keys, SecretStr(code), attempt_context(attempt_id, issued.shipment_id))
         event = HandoverAttempted(
-            attempt_id=attempt_id, shipment_id=issued.shipment_id, courier_id=f"courier-{plan.zone[-6:]}",
+            attempt_id=attempt_id, shipment_id=issued.shipment_id, courier_id=f"courier-{plan.order.state.lower()}-{int(plan.roll * 3) + 1}",
             terminal_id="terminal-1", entered_code=SealedCode(key_id=key_id, blob=blob),
             receiver=Receiver(kind=receiver, name="Neighbour" if receiver == "neighbour" else None),
             attempted_at=attempted_at)
@@ -212,7 +216,6 @@ class Doorstep:
         await self.producer.send_and_wait(
             self.topics.attempts, encode(Envelope.wrap(event, occurred_at=self.clock.now())),
             key=issued.shipment_id.encode())
-        self.scenarios[scenario] += 1
         decision, decided_wall = await self._wait("decision", attempt_id)  # type: ignore[misc]
         self.attempts.append(AttemptRecord(
             attempt_id=attempt_id, shipment_id=issued.shipment_id, scenario=scenario,
@@ -254,6 +257,16 @@ class Doorstep:
         await self.producer.send_and_wait(
             self.topics.dispatched, encode(Envelope.wrap(event, occurred_at=self.clock.now())),
             key=shipment_id.encode())
+
+
+def _door_scenario(roll: float, neighbour_allowed: bool) -> str:
+    if roll < 0.12 and neighbour_allowed:
+        return "neighbour told the code"
+    if 0.12 <= roll < 0.22:
+        return "mistyped, then right"
+    if 0.22 <= roll < 0.24:
+        return "wrong until locked"
+    return "customer at home"
 
 
 def _roll(plan: OrderPlan, salt: str) -> float:

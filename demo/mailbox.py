@@ -17,7 +17,7 @@ from pathlib import Path
 
 __all__ = ["MailboxReader", "ReceivedCode", "code_from_text"]
 
-_CODE_LINE = re.compile(r"^[ \t]{2,}(\d{4,12})[ \t]*$", re.MULTILINE)
+_CODE_LINE = re.compile(r"^[ \t]{2,}(\d{4,12})[ \t]*\r?$", re.MULTILINE)
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,7 @@ def build_report(
             "samples": {"emails": len(dispatch_to_email), "attempts": len(attempt_to_decision)},
         },
         "dead_letters": len(tap.dead_letters),
+        "decisions_other_than_the_courier_expected": _unexpected(doorstep),
         "settings": settings,
     }
     report.breaches = _invariants(by_shipment, issued, decisions, expired, redeliveries, returned, tap, doorstep,
@@ -124,6 +125,16 @@ def build_report(
     report.figures["invariants"] = {name: ("ok" if not found else f"{len(found)} broken")
                                     for name, found in report.breaches.items()}
     return report
+
+
+def _unexpected(doorstep: Doorstep) -> dict[str, int]:
+    """Where the door played out otherwise than planned (e.g. pipeline lag); not a breach by itself."""
+    found: Counter[str] = Counter()
+    for record in doorstep.attempts:
+        actual = record.decision.outcome if record.decision.outcome == "accepted" else str(record.decision.reason)
+        if actual != record.expected:
+            found[f"expected {record.expected}, got {actual}"] += 1
+    return dict(found)
 
 
 def _invariants(
@@ -235,6 +246,8 @@ def render_table(report: Report) -> str:
     row("shipment outcomes", "")
     for key, value in figures["shipment_outcomes"].items():
         row(key, value, 1)
+    for key, value in figures["decisions_other_than_the_courier_expected"].items():
+        row(key, value)
     for key, value in figures["courier_delays"].items():
         row(key, value)
     row("input: orders read / in window", f"{figures['input']['orders_read']} / {figures['input']['orders_in_window']}")

@@ -55,11 +55,12 @@ class SmtpMailer:
         message["To"] = formataddr((email.to_name, email.to_address))
         message["Subject"] = email.rendered.subject
         message["Message-ID"] = email.message_id
-        message["Content-Language"] = email.rendered.language
         for name, value in email.headers.items():
             message[name] = value
         message.set_content(email.rendered.text)
         message.add_alternative(email.rendered.html, subtype="html")
+        # After the content: setting the content resets every Content-* header.
+        message["Content-Language"] = email.rendered.language
         return message
 
     async def send(self, email: OutgoingEmail) -> None:

@@ -1,0 +1,99 @@
+"""The integration tier: the real broker, database and SMTP server, and the real services.
+
+One session starts the four services as processes in a namespace of their own (topics
+and schemas named after it), on a shared clock running 600 times faster than wall
+time so that a delivery day can end during a test. Each test uses fresh shipment ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from shared.clock import ScaledClock
+from shared.crypto import load_keyring
+from shared.events import Topics
+from shared.kafka.admin import ensure_topics
+from stack.environment import PROJECT_ROOT, stack_environment
+from stack.services import ServiceProcesses
+from tests.integration.harness import Probe
+
+SPEED = 600.0
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> dict[str, str]:
+    env = stack_environment()
+    import socket
+
+    for name, port in (("Kafka", env["OTP_KAFKA_PORT"]), ("PostgreSQL", env["OTP_PG_PORT"]),
+                       ("SMTP", env["OTP_SMTP_PORT"])):
+        with socket.socket() as probe:
+            probe.settimeout(2)
+            if probe.connect_ex(("127.0.0.1", int(port))) != 0:
+                pytest.fail(f"{name} is not listening on 127.0.0.1:{port}: run `make up` (make test does)")
+    return env
+
+
+@pytest.fixture(scope="session")
+def run_tag() -> str:
+    return secrets.token_hex(3)
+
+
+@pytest.fixture(scope="session")
+def clock() -> ScaledClock:
+    return ScaledClock(datetime.now(UTC), time.time(), SPEED)
+
+
+@pytest.fixture(scope="session")
+def services(stack_env: dict[str, str], run_tag: str, clock: ScaledClock) -> Iterator[ServiceProcesses]:
+    namespace = f"it{run_tag}"
+    env = {
+        **stack_env,
+        "OTP_NAMESPACE": namespace,
+        "OTP_CLOCK_START": clock.start.isoformat(),
+        "OTP_CLOCK_ANCHOR_UNIX": repr(clock.anchor_unix),
+        "OTP_CLOCK_SPEED": repr(clock.speed),
+        "OTP_ISSUER_THRESHOLDS": json.dumps({"BRL": "100.00", "EUR": "50.00"}),
+        "OTP_ISSUER_CODE_CARRIERS": "own-fleet",
+        "OTP_ISSUER_MAX_DELIVERY_DAYS": "3",
+        "OTP_ISSUER_DELIVERY_WEEKDAYS": "mon,tue,wed,thu,fri,sat,sun",
+        "OTP_SCHEDULER_TICK_SECONDS": "0.05",
+        "OTP_VERIFIER_MAX_ATTEMPT_LAG_SECONDS": "1800",
+    }
+    asyncio.run(ensure_topics({"bootstrap_servers": env["OTP_KAFKA_BOOTSTRAP"]}, Topics(namespace).all_topics(), 6))
+    processes = ServiceProcesses(env=env, log_dir=PROJECT_ROOT / ".stack" / "logs" / namespace, instances=1)
+    processes.start()
+    try:
+        processes.wait_started()
+        yield processes
+    finally:
+        codes = processes.stop()
+        unclean = {name: code for name, code in codes.items() if code != 0}
+        if unclean and not os.environ.get("OTP_TEST_IGNORE_EXIT"):
+            raise AssertionError(f"services did not stop cleanly on SIGTERM: {unclean}")
+
+
+@pytest_asyncio.fixture(scope="session")
+async def probe(services: ServiceProcesses, stack_env: dict[str, str], run_tag: str,
+                clock: ScaledClock) -> AsyncIterator[Probe]:
+    probe = Probe(
+        options={"bootstrap_servers": stack_env["OTP_KAFKA_BOOTSTRAP"]},
+        topics=Topics(services.env["OTP_NAMESPACE"]),
+        clock=clock,
+        attempt_keys=load_keyring(Path(stack_env["OTP_ATTEMPT_KEYS_FILE"]), "OTP_ATTEMPT_KEYS_FILE"),
+        maildir=Path(stack_env["OTP_MAILDIR"]),
+        run_tag=run_tag,
+    )
+    await probe.start()
+    yield probe
+    await probe.stop()
