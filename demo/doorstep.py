@@ -208,7 +208,7 @@ class Doorstep:
         attempt_id = f"att-{uuid.uuid4().hex}"
         key_id, blob = seal(self.attempt_keys, SecretStr(code), attempt_context(attempt_id, issued.shipment_id))
         event = HandoverAttempted(
-            attempt_id=attempt_id, shipment_id=issued.shipment_id, courier_id=f"courier-{plan.order.state.lower()}-{int(plan.roll * 3) + 1}",
+            attempt_id=attempt_id, shipment_id=issued.shipment_id, courier_id=_courier(plan),
             terminal_id="terminal-1", entered_code=SealedCode(key_id=key_id, blob=blob),
             receiver=Receiver(kind=receiver, name="Neighbour" if receiver == "neighbour" else None),
             attempted_at=attempted_at)
@@ -230,7 +230,7 @@ class Doorstep:
         planned = (local + timedelta(minutes=minutes)).astimezone(self.clock.start.tzinfo)
         now = self.clock.now()
         if planned < now:
-            self.late_steps["courier rang later than planned (pipeline lag)"] += 1
+            self.late_steps["door visit moved later: the parcel or its email came after the planned time"] += 1
             planned = now
         await self.clock.sleep_until(planned)
         return self.clock.now()
@@ -257,6 +257,11 @@ class Doorstep:
         await self.producer.send_and_wait(
             self.topics.dispatched, encode(Envelope.wrap(event, occurred_at=self.clock.now())),
             key=shipment_id.encode())
+
+
+def _courier(plan: OrderPlan) -> str:
+    """Three couriers per state share its doors."""
+    return f"courier-{plan.order.state.lower()}-{int(plan.roll * 3) + 1}"
 
 
 def _door_scenario(roll: float, neighbour_allowed: bool) -> str:

@@ -77,7 +77,8 @@ def build_report(
         assert isinstance(event, OtpIssued)
         mails = mailbox.by_code_id.get(event.code_id, [])
         if mails and event.shipment_id in doorstep.dispatch_wall:
-            dispatch_to_email.append((mails[0].received_at.timestamp() - doorstep.dispatch_wall[event.shipment_id]) * 1000)
+            sent = doorstep.dispatch_wall[event.shipment_id]
+            dispatch_to_email.append((mails[0].received_at.timestamp() - sent) * 1000)
     attempt_to_decision = [(a.decided_wall - a.sent_wall) * 1000 for a in doorstep.attempts]
 
     report.figures = {
@@ -172,7 +173,8 @@ def _invariants(
             accepted_right.append(f"{record.attempt_id}: accepted a code told from {record.code_source}")
         elif not decision.attempted_at < code.valid_until:
             accepted_right.append(f"{record.attempt_id}: accepted after the code's validity")
-    unrecorded = {d.attempt_id for d in decisions if d.outcome == "accepted"} - {a.attempt_id for a in doorstep.attempts}
+    made = {a.attempt_id for a in doorstep.attempts}
+    unrecorded = {d.attempt_id for d in decisions if d.outcome == "accepted"} - made
     accepted_right += [f"{attempt}: accepted an attempt no courier made" for attempt in unrecorded]
 
     carried_on = []

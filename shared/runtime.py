@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +49,7 @@ class ServiceRuntime:
     unit_of_work: UnitOfWorkFactory
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     consumers: list[ConsumerLoop] = field(default_factory=list)
-    background: list[Callable[[asyncio.Event], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[asyncio.Event], Coroutine[None, None, None]]] = field(default_factory=list)
 
     @classmethod
     @asynccontextmanager
@@ -97,7 +97,7 @@ class ServiceRuntime:
         self.consumers.append(loop)
         return loop
 
-    def add_task(self, task: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    def add_task(self, task: Callable[[asyncio.Event], Coroutine[None, None, None]]) -> None:
         self.background.append(task)
 
     def install_signal_handlers(self) -> None:

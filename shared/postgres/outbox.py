@@ -15,8 +15,6 @@ import zlib
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from shared.postgres.pool import CONNECTION_ERRORS
-
 __all__ = ["OutboxRelay"]
 
 log = logging.getLogger(__name__)
@@ -72,7 +70,7 @@ class OutboxRelay:
             try:
                 relayed = await self.relay_once()
                 backoff = 0.1
-            except (*CONNECTION_ERRORS, Exception) as exc:  # broker or database away: keep rows, retry
+            except Exception as exc:  # broker or database away: the rows stay, the next round retries
                 log.warning("outbox relay failed (%s), retrying in %.1fs", type(exc).__name__, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

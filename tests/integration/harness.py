@@ -119,8 +119,8 @@ class Probe:
                 if isinstance(o.event, HandoverDecided) and o.event.attempt_id == attempt_id]
 
     def events_for(self, shipment_id: str, model: type[Any] | None = None) -> list[Any]:
-        return [o.event for o in self.tap.events
-                if getattr(o.event, "shipment_id", None) == shipment_id and (model is None or isinstance(o.event, model))]
+        return [o.event for o in self.tap.events if getattr(o.event, "shipment_id", None) == shipment_id
+                and (model is None or isinstance(o.event, model))]
 
     async def wait_for(self, predicate: Callable[[ObservedEvent], bool], what: str, timeout: float = 30.0) -> Any:
         await self.wait_until(lambda: any(predicate(o) for o in self.tap.events), what, timeout)
