@@ -45,7 +45,7 @@ die() {
     exit 1
 }
 
-# Monotonic-enough timestamps for reporting how long startup took.
+# Wall-clock timestamps, only used to report how long startup took.
 now() { printf '%s' "$EPOCHREALTIME"; }
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
 
@@ -270,7 +270,7 @@ start_kafka() {
     # setsid: own session, so the broker survives the shell that started it
     # and a Ctrl-C in that terminal does not reach it.
     setsid "${KAFKA_JAVA[@]}" -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
-        kafka.Kafka "$KAFKA_PROPS" </dev/null >>"$LOGS/kafka.out" 2>&1 &
+        kafka.Kafka "$KAFKA_PROPS" </dev/null >>"$LOGS/kafka.out" 2>&1 9>&- &
     echo $! >"$KAFKA_PID"
     say "kafka starting (pid $!)"
 }
@@ -355,7 +355,7 @@ start_pg() {
         # confirms the TCP listener that the services use.
         # The log is opened by this (root) shell and inherited, rather than
         # via pg_ctl -l, so it works even where postgres cannot reach .stack/.
-        pg pg_ctl -D "$PG_DATA" -w -t "$WAIT_S" start >>"$LOGS/postgres.log" 2>&1 ||
+        pg pg_ctl -D "$PG_DATA" -w -t "$WAIT_S" start >>"$LOGS/postgres.log" 2>&1 9>&- ||
             die "postgres did not start; see $LOGS/postgres.log"
     fi
     wait_ready postgres pg_running pg_ready "$started" "$LOGS/postgres.log"
@@ -403,7 +403,7 @@ start_smtp() {
     mkdir -p "$(dirname "$OTP_MAILDIR")"
     SMTP_STARTED_AT=$(now)
     setsid "$PY" -m stack.smtp_sink --host 127.0.0.1 --port "$OTP_SMTP_PORT" \
-        --maildir "$OTP_MAILDIR" </dev/null >>"$LOGS/smtp.log" 2>&1 &
+        --maildir "$OTP_MAILDIR" </dev/null >>"$LOGS/smtp.log" 2>&1 9>&- &
     echo $! >"$SMTP_PID"
     say "smtp sink starting (pid $!)"
 }
@@ -509,6 +509,8 @@ cmd_reset() {
 
 # Serialise commands that change state: tests or parallel make jobs may run
 # `up` at the same time, and two of them must not both start a broker.
+# Every daemon is started with fd 9 closed (9>&-): one that inherited the
+# lock would hold it for its whole life and block every later command.
 lock() {
     mkdir -p "$STACK"
     exec 9>"$STACK/stack.lock"
