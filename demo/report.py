@@ -77,8 +77,8 @@ def build_report(
         assert isinstance(event, OtpIssued)
         mails = mailbox.by_code_id.get(event.code_id, [])
         if mails and event.shipment_id in doorstep.dispatch_wall:
-            sent = doorstep.dispatch_wall[event.shipment_id]
-            dispatch_to_email.append((mails[0].received_at.timestamp() - sent) * 1000)
+            dispatched_wall = doorstep.dispatch_wall[event.shipment_id]
+            dispatch_to_email.append((mails[0].received_at.timestamp() - dispatched_wall) * 1000)
     attempt_to_decision = [(a.decided_wall - a.sent_wall) * 1000 for a in doorstep.attempts]
 
     report.figures = {
