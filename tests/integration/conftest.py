@@ -11,6 +11,8 @@ import asyncio
 import json
 import os
 import secrets
+import socket
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -30,17 +32,22 @@ from tests.integration.harness import Probe
 SPEED = 600.0
 
 
+def _listening(port: str) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        return probe.connect_ex(("127.0.0.1", int(port))) == 0
+
+
 @pytest.fixture(scope="session")
 def stack_env() -> dict[str, str]:
+    """The running local stack, started here when it is not up yet (idempotent)."""
     env = stack_environment()
-    import socket
-
-    for name, port in (("Kafka", env["OTP_KAFKA_PORT"]), ("PostgreSQL", env["OTP_PG_PORT"]),
-                       ("SMTP", env["OTP_SMTP_PORT"])):
-        with socket.socket() as probe:
-            probe.settimeout(2)
-            if probe.connect_ex(("127.0.0.1", int(port))) != 0:
-                pytest.fail(f"{name} is not listening on 127.0.0.1:{port}: run `make up` (make test does)")
+    ports = {"Kafka": env["OTP_KAFKA_PORT"], "PostgreSQL": env["OTP_PG_PORT"], "SMTP": env["OTP_SMTP_PORT"]}
+    if not all(_listening(port) for port in ports.values()):
+        subprocess.run(["bash", "stack/stack.sh", "up"], cwd=PROJECT_ROOT, check=True)  # noqa: S603, S607
+    for name, port in ports.items():
+        if not _listening(port):
+            pytest.fail(f"{name} is not listening on 127.0.0.1:{port} after `bash stack/stack.sh up`")
     return env
 
 
