@@ -4,7 +4,7 @@ PYTHON := .venv/bin/python
 STAMP := .venv/.installed
 ENV := . stack/env.sh &&
 
-.PHONY: setup up down status reset demo test unit integration lint bench clean-demo
+.PHONY: setup up down status reset demo test unit integration lint audit
 
 $(STAMP): pyproject.toml
 	python3 -m venv .venv
@@ -42,3 +42,6 @@ test: up
 lint: $(STAMP)
 	$(PYTHON) -m ruff check shared services demo stack tests
 	$(PYTHON) -m mypy shared services/issuer/domain.py services/verifier/domain.py services/scheduler/domain.py
+
+audit: up
+	$(ENV) $(PYTHON) -m demo.audit $(or $(ARGS),--from 2018-01-01 --to 2018-01-20)

@@ -17,6 +17,7 @@ import json
 import secrets
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -35,7 +36,7 @@ from stack.environment import PROJECT_ROOT, stack_environment
 from stack.services import ServiceProcesses
 
 
-def _arguments(argv: list[str]) -> argparse.Namespace:
+def arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--from", dest="first", type=date.fromisoformat, default=date(2018, 1, 1),
                         help="first carrier hand-off date to replay (default 2018-01-01)")
@@ -65,12 +66,19 @@ async def _progress(doorstep: Doorstep, clock: ScaledClock, total: int, stop: as
               f"attempts {len(doorstep.attempts)}", flush=True)
 
 
-async def run(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class DemoRun:
+    exit_code: int
+    namespace: str
+    run_tag: str
+
+
+async def run(args: argparse.Namespace) -> DemoRun:
     env = stack_environment()
     plans, summary = plan_orders(load_orders(args.data), args.first, args.last, args.seed, args.orders)
     if not plans:
         print("no orders were handed to the carrier in that window", file=sys.stderr)
-        return 2
+        return DemoRun(2, "", "")
     run_tag = secrets.token_hex(3)
     namespace = f"demo{run_tag}"
     speed = 86400.0 / args.seconds_per_day
@@ -135,11 +143,11 @@ async def run(args: argparse.Namespace) -> int:
     path = args.report_dir / f"demo-{namespace}.json"
     path.write_text(json.dumps({**report.figures, "breaches": report.breaches}, indent=2, default=str))
     print(f"report written to {path.relative_to(PROJECT_ROOT)}; service logs in {log_dir.relative_to(PROJECT_ROOT)}")
-    return 0 if report.ok else 1
+    return DemoRun(0 if report.ok else 1, namespace, run_tag)
 
 
 def main() -> None:
-    sys.exit(asyncio.run(run(_arguments(sys.argv[1:]))))
+    sys.exit(asyncio.run(run(arguments(sys.argv[1:]))).exit_code)
 
 
 if __name__ == "__main__":
