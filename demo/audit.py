@@ -116,7 +116,7 @@ def scan_emails(maildir: Path, run_tag: str, pattern: re.Pattern[str], result: A
         for path in sorted((maildir / folder).glob("*")):
             raw = path.read_bytes().decode("latin-1")
             if f"X-Delivery-Code-Id: {run_tag}-" in raw:
-                result.add("emails", raw.replace("=\n", ""), pattern, path.name)
+                result.add("emails", raw.replace("=\r\n", "").replace("=\n", ""), pattern, path.name)
 
 
 async def audit(namespace: str, run_tag: str, env: dict[str, str]) -> AuditResult:
