@@ -202,7 +202,7 @@ def _invariants(
 
     one_decision = [f"{attempt}: {count} decisions" for attempt, count in
                     Counter(d.attempt_id for d in decisions).items() if count != 1]
-    dead = [f"{topic}: {headers.get('dlq-reason')}" for topic, headers in tap.dead_letters]
+    dead = [f"{topic}: {headers.get('dlq-reason')}" for topic, headers, _ in tap.dead_letters]
     return {
         "every issued code has exactly one email": one_email,
         "every accepted handover used the current code within its validity": accepted_right,

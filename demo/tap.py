@@ -28,7 +28,7 @@ class TopicTap:
     options: dict[str, object]
     topics: Topics
     events: list[ObservedEvent] = field(default_factory=list)
-    dead_letters: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    dead_letters: list[tuple[str, dict[str, str], bytes | None]] = field(default_factory=list)
     undecodable: int = 0
     listeners: list[Callable[[ObservedEvent], None]] = field(default_factory=list)
     _seen: set[object] = field(default_factory=set)
@@ -48,13 +48,14 @@ class TopicTap:
                 now = time.time()
                 for records in batch.values():
                     for record in records:
-                        self._take(record.topic, record.value, record.headers, now)
+                        self._take(record.topic, record.key, record.value, record.headers, now)
         finally:
             await consumer.stop()
 
-    def _take(self, topic: str, value: bytes | None, headers: list[tuple[str, bytes]], now: float) -> None:
+    def _take(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]],
+              now: float) -> None:
         if topic.endswith(".dlq"):
-            self.dead_letters.append((topic, {k: v.decode(errors="replace") for k, v in headers}))
+            self.dead_letters.append((topic, {k: v.decode(errors="replace") for k, v in headers}, key))
             return
         try:
             envelope, event = decode(value)

@@ -172,10 +172,11 @@ async def test_a_malformed_dispatch_is_dead_lettered_and_the_next_one_still_proc
     await _issued(probe, good)
 
     def reasons() -> list[str]:
-        return [headers.get("dlq-reason", "") for topic, headers in probe.tap.dead_letters
-                if topic == probe.topics.dead_letters(probe.topics.dispatched)]
+        return [headers.get("dlq-reason", "") for topic, headers, key in probe.tap.dead_letters
+                if topic == probe.topics.dead_letters(probe.topics.dispatched) and key == bad.encode()]
     await probe.wait_until(lambda: {"invalid_payload", "not_utf8"} <= set(reasons()), "both dead letters")
-    detail = next(h for t, h in probe.tap.dead_letters if h.get("dlq-reason") == "invalid_payload")
+    detail = next(h for _, h, key in probe.tap.dead_letters
+                  if key == bad.encode() and h.get("dlq-reason") == "invalid_payload")
     assert "goods_value" in detail["dlq-detail"] and detail["dlq-service"] == "issuer"
     assert not probe.events_for(bad, OtpIssued)
 
