@@ -34,6 +34,7 @@ from shared.calendar import end_of_local_day
 from shared.clock import ScaledClock
 from shared.crypto import Keyring, seal
 from shared.events import (
+    CourierAssigned,
     Envelope,
     HandoverAttempted,
     HandoverDecided,
@@ -147,6 +148,7 @@ class Doorstep:
         while True:
             mail = await self._wait("mail", issued.code_id)
             assert isinstance(mail, ReceivedCode)
+            await self._out_for_delivery(plan, issued)
             at_home = plan.handed_over_on is not None and issued.delivery_date >= plan.handed_over_on
             if at_home:
                 if issued.day_number > 1 and previous_code and _roll(plan, "old-code") < 0.3:
@@ -209,7 +211,7 @@ class Doorstep:
         key_id, blob = seal(self.attempt_keys, SecretStr(code), attempt_context(attempt_id, issued.shipment_id))
         event = HandoverAttempted(
             attempt_id=attempt_id, shipment_id=issued.shipment_id, courier_id=_courier(plan),
-            terminal_id="terminal-1", entered_code=SealedCode(key_id=key_id, blob=blob),
+            terminal_id=_terminal(plan), entered_code=SealedCode(key_id=key_id, blob=blob),
             receiver=Receiver(kind=receiver, name="Neighbour" if receiver == "neighbour" else None),
             attempted_at=attempted_at)
         sent = time.time()
@@ -222,6 +224,17 @@ class Doorstep:
             code_source=told.code_id if told else None, expected=expected, sent_wall=sent,
             decision=decision, decided_wall=decided_wall))
         return decision
+
+    async def _out_for_delivery(self, plan: OrderPlan, issued: OtpIssued) -> None:
+        """The morning's route plan: this courier and terminal carry the parcel today."""
+        morning = datetime.combine(issued.delivery_date, clock_time(8), tzinfo=_zone(issued.delivery_zone))
+        await self.clock.sleep_until(morning)
+        event = CourierAssigned(
+            shipment_id=issued.shipment_id, delivery_date=issued.delivery_date, courier_id=_courier(plan),
+            terminal_id=_terminal(plan), out_for_delivery_at=min(morning, self.clock.now()))
+        await self.producer.send_and_wait(
+            self.topics.attempts, encode(Envelope.wrap(event, occurred_at=self.clock.now())),
+            key=issued.shipment_id.encode())
 
     async def _door_time(self, plan: OrderPlan, issued: OtpIssued) -> datetime:
         """The courier rings between 10:00 and 18:00 local time; late emails push it later."""
@@ -262,6 +275,10 @@ class Doorstep:
 def _courier(plan: OrderPlan) -> str:
     """Three couriers per state share its doors."""
     return f"courier-{plan.order.state.lower()}-{int(plan.roll * 3) + 1}"
+
+
+def _terminal(plan: OrderPlan) -> str:
+    return f"terminal-{_courier(plan)}"
 
 
 def _door_scenario(roll: float, neighbour_allowed: bool) -> str:

@@ -7,6 +7,7 @@ functions decide what that means and how the code's state changes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -15,7 +16,13 @@ from typing import Literal
 from shared.events.handover import RejectionReason
 
 __all__ = [
+    "Assignment",
     "CodeState",
+    "FlagPolicy",
+    "FailureSummary",
+    "WindowAttempt",
+    "assess_failures",
+    "check_assignment",
     "CodeStatus",
     "Decision",
     "Match",
@@ -82,7 +89,10 @@ def decide_attempt(
     match: Match,
     receiver_kind: Literal["customer", "neighbour"],
     at: datetime,
+    courier_problem: RejectionReason | None = None,
 ) -> Decision:
+    """`courier_problem` is what `check_assignment` (or a block on the courier) found: it is
+    answered before anything about the parcel is revealed, and uses up no try."""
     if shipment is None:
         return _reject(RejectionReason.UNKNOWN_SHIPMENT, None)
     if not shipment.code_required:
@@ -90,6 +100,8 @@ def decide_attempt(
     code = shipment.current
     if code is None:
         return _reject(RejectionReason.UNKNOWN_SHIPMENT, None)
+    if courier_problem is not None:
+        return _reject(courier_problem, code)
     if code.status is CodeStatus.CONSUMED:
         return _reject(RejectionReason.ALREADY_DELIVERED, code)
     if shipment.returned:
@@ -110,3 +122,59 @@ def decide_attempt(
     if tried.tries_left == 0:
         tried = replace(tried, status=CodeStatus.LOCKED)
     return _reject(RejectionReason.WRONG_CODE, tried, tried)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    courier_id: str
+    terminal_id: str
+    out_for_delivery_at: datetime
+
+
+def check_assignment(
+    assignment: Assignment | None, courier_id: str, terminal_id: str, at: datetime
+) -> RejectionReason | None:
+    """Only the courier and terminal carrying the parcel that day, once it is out, may try."""
+    if assignment is None or (assignment.courier_id, assignment.terminal_id) != (courier_id, terminal_id):
+        return RejectionReason.NOT_ASSIGNED
+    if at < assignment.out_for_delivery_at:
+        return RejectionReason.NOT_OUT_FOR_DELIVERY
+    return None
+
+
+@dataclass(frozen=True)
+class WindowAttempt:
+    shipment_id: str
+    accepted: bool
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class FlagPolicy:
+    window: timedelta = timedelta(hours=8)
+    min_failed_shipments: int = 4
+    min_wrong_tries: int = 6
+    action: Literal["alert", "refuse"] = "alert"
+
+
+@dataclass(frozen=True)
+class FailureSummary:
+    failed_shipments: int
+    wrong_tries: int
+    flagged: bool
+
+
+def assess_failures(attempts: Sequence[WindowAttempt], policy: FlagPolicy) -> FailureSummary:
+    """Guessing looks like wrong codes spread over many parcels that are never handed over;
+    an honest typo is followed by the right code at the same door."""
+    wrong: dict[str, int] = {}
+    handed_over: set[str] = set()
+    for attempt in attempts:
+        if attempt.accepted:
+            handed_over.add(attempt.shipment_id)
+        elif attempt.reason == RejectionReason.WRONG_CODE.value:
+            wrong[attempt.shipment_id] = wrong.get(attempt.shipment_id, 0) + 1
+    failed = {shipment: count for shipment, count in wrong.items() if shipment not in handed_over}
+    tries = sum(failed.values())
+    flagged = len(failed) >= policy.min_failed_shipments and tries >= policy.min_wrong_tries
+    return FailureSummary(failed_shipments=len(failed), wrong_tries=tries, flagged=flagged)

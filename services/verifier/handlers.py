@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from services.verifier import domain
 from services.verifier.repository import AsyncpgVerifierRepository, StoredCode
@@ -14,6 +15,9 @@ from shared.crypto import Keyring, open_sealed, verify_digest
 from shared.errors import BadEvent, SealError
 from shared.events import (
     CodeExpired,
+    CourierAssigned,
+    CourierCleared,
+    CourierFlagged,
     DayClosed,
     Envelope,
     Event,
@@ -21,6 +25,7 @@ from shared.events import (
     HandoverDecided,
     OtpIssued,
     OtpNotRequired,
+    RejectionReason,
     ShipmentReturned,
     Topics,
     attempt_context,
@@ -32,6 +37,8 @@ from shared.postgres.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 __all__ = ["VerifierHandlers"]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class VerifierHandlers:
@@ -41,6 +48,8 @@ class VerifierHandlers:
     hash_keys: Keyring
     attempt_keys: Keyring
     max_attempt_lag: timedelta
+    require_assignment: bool = True
+    flag_policy: domain.FlagPolicy = field(default_factory=domain.FlagPolicy)
 
     async def handle_otp_issued(self, envelope: Envelope, event: Event) -> None:
         """OtpIssued → the code's hash stored, older codes superseded; idempotent on the code id."""
@@ -114,7 +123,8 @@ class VerifierHandlers:
             shipment, codes = found if found else (None, [])
             match = _match(self.hash_keys, codes, shipment, candidate)
             at = domain.effective_attempt_time(event.attempted_at, now, self.max_attempt_lag)
-            decision = domain.decide_attempt(shipment, match, event.receiver.kind, at)
+            problem = await self._courier_problem(repository, event, codes, shipment, at)
+            decision = domain.decide_attempt(shipment, match, event.receiver.kind, at, problem)
             if decision.code is not None:
                 received_by: dict[str, Any] | None = None
                 if decision.accepted:
@@ -124,7 +134,8 @@ class VerifierHandlers:
             current = shipment.current if shipment else None
             decided = HandoverDecided(
                 attempt_id=event.attempt_id, shipment_id=event.shipment_id, courier_id=event.courier_id,
-                outcome="accepted" if decision.accepted else "rejected", reason=decision.reason,
+                terminal_id=event.terminal_id, outcome="accepted" if decision.accepted else "rejected",
+                reason=decision.reason,
                 tries_left=decision.tries_left, receiver=event.receiver,
                 code_id=current.code_id if current else None,
                 day_number=current.day_number if current else None,
@@ -132,6 +143,62 @@ class VerifierHandlers:
             await repository.record_decision(event.attempt_id, event.shipment_id,
                                              decided.model_dump(mode="json"), now)
             self._emit(uow, envelope, self.topics.decisions, decided)
+            if decision.reason is RejectionReason.WRONG_CODE:
+                await self._watch_failures(uow, envelope, repository, "courier", event.courier_id, now)
+                await self._watch_failures(uow, envelope, repository, "terminal", event.terminal_id, now)
+
+    async def _courier_problem(
+        self,
+        repository: AsyncpgVerifierRepository,
+        event: HandoverAttempted,
+        codes: list[StoredCode],
+        shipment: domain.ShipmentState | None,
+        at: datetime,
+    ) -> RejectionReason | None:
+        if self.flag_policy.action == "refuse" and (
+            await repository.has_open_flag("courier", event.courier_id)
+            or await repository.has_open_flag("terminal", event.terminal_id)
+        ):
+            return RejectionReason.COURIER_BLOCKED
+        if not self.require_assignment or shipment is None or shipment.current is None:
+            return None
+        current = next(code for code in codes if code.state.code_id == shipment.current.code_id)
+        assignment = await repository.assignment_for(event.shipment_id, current.delivery_date)
+        return domain.check_assignment(assignment, event.courier_id, event.terminal_id, at)
+
+    async def _watch_failures(self, uow: UnitOfWork, cause: Envelope, repository: AsyncpgVerifierRepository,
+                              subject: Literal["courier", "terminal"], subject_id: str, now: datetime) -> None:
+        """A wrong code: does this courier's (or terminal's) recent record now look like guessing?"""
+        since = now - self.flag_policy.window
+        cleared = await repository.last_cleared(subject, subject_id)
+        if cleared is not None and cleared > since:
+            since = cleared
+        summary = domain.assess_failures(await repository.window_attempts(subject, subject_id, since),
+                                         self.flag_policy)
+        if not summary.flagged:
+            return
+        if await repository.open_flag(subject, subject_id, now, summary.failed_shipments, summary.wrong_tries):
+            log.warning("%s %s flagged: %d parcels with wrong codes and no handover", subject, subject_id,
+                        summary.failed_shipments)
+            self._emit(uow, cause, self.topics.couriers, CourierFlagged(
+                subject=subject, subject_id=subject_id, reason="guessing_pattern",
+                failed_shipments=summary.failed_shipments, wrong_tries=summary.wrong_tries,
+                window_start=since, window_end=now, policy=self.flag_policy.action), discriminator=subject)
+
+    async def handle_courier_assigned(self, envelope: Envelope, event: Event) -> None:
+        """CourierAssigned → who may try at this door that day; the latest assignment wins."""
+        assert isinstance(event, CourierAssigned)
+        async with self.unit_of_work() as uow:
+            if await uow.claim(envelope):
+                await AsyncpgVerifierRepository(uow.conn).upsert_assignment(event)
+
+    async def handle_courier_cleared(self, envelope: Envelope, event: Event) -> None:
+        """CourierCleared → an operator lifted the flag; failures count afresh from now."""
+        assert isinstance(event, CourierCleared)
+        async with self.unit_of_work() as uow:
+            if await uow.claim(envelope):
+                await AsyncpgVerifierRepository(uow.conn).clear_flag(
+                    event.subject, event.subject_id, self.clock.now(), event.cleared_by)
 
     def _emit(self, uow: UnitOfWork, cause: Envelope, topic: str, event: Event,
               discriminator: str = "") -> None:
@@ -146,6 +213,8 @@ class VerifierHandlers:
             ShipmentReturned.event_type: self.handle_shipment_returned,
             DayClosed.event_type: self.handle_day_closed,
             HandoverAttempted.event_type: self.handle_handover_attempted,
+            CourierAssigned.event_type: self.handle_courier_assigned,
+            CourierCleared.event_type: self.handle_courier_cleared,
         }
 
 

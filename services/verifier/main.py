@@ -24,7 +24,10 @@ async def main() -> None:
             hash_keys=load_keyring(settings.hash_keys_file, "OTP_HASH_KEYS_FILE"),
             attempt_keys=load_keyring(settings.attempt_keys_file, "OTP_ATTEMPT_KEYS_FILE"),
             max_attempt_lag=settings.max_attempt_lag,
+            require_assignment=settings.verifier_require_assignment,
+            flag_policy=settings.flag_policy(),
         )
         topics = runtime.topics
-        runtime.consume("verifier", [topics.issuance, topics.attempts, topics.days], handlers.by_event_type())
+        runtime.consume("verifier", [topics.issuance, topics.attempts, topics.days, topics.couriers],
+                        handlers.by_event_type())
         await runtime.run()

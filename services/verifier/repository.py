@@ -10,8 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from services.verifier.domain import CodeState, CodeStatus, ShipmentState
-from shared.events import OtpIssued
+from services.verifier.domain import Assignment, CodeState, CodeStatus, ShipmentState, WindowAttempt
+from shared.events import CourierAssigned, OtpIssued
 
 __all__ = ["AsyncpgVerifierRepository", "StoredCode"]
 
@@ -140,5 +140,56 @@ class AsyncpgVerifierRepository:
     async def record_decision(self, attempt_id: str, shipment_id: str, decision: dict[str, Any],
                               decided_at: datetime) -> None:
         await self._conn.execute(
-            "INSERT INTO attempts (attempt_id, shipment_id, decision, decided_at) VALUES ($1, $2, $3::jsonb, $4)",
-            attempt_id, shipment_id, json.dumps(decision), decided_at)
+            """INSERT INTO attempts (attempt_id, shipment_id, decision, decided_at, courier_id, terminal_id,
+                   accepted, reason)
+               VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8)""",
+            attempt_id, shipment_id, json.dumps(decision), decided_at, decision["courier_id"],
+            decision.get("terminal_id"), decision["outcome"] == "accepted", decision["reason"])
+
+    async def upsert_assignment(self, event: CourierAssigned) -> None:
+        """The latest plan for a day wins: a parcel handed to another courier moves with it."""
+        await self._conn.execute(
+            """INSERT INTO assignments (shipment_id, delivery_date, courier_id, terminal_id, out_for_delivery_at)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (shipment_id, delivery_date) DO UPDATE
+               SET courier_id = EXCLUDED.courier_id, terminal_id = EXCLUDED.terminal_id,
+                   out_for_delivery_at = EXCLUDED.out_for_delivery_at""",
+            event.shipment_id, event.delivery_date, event.courier_id, event.terminal_id,
+            event.out_for_delivery_at)
+
+    async def assignment_for(self, shipment_id: str, delivery_date: date) -> Assignment | None:
+        row = await self._conn.fetchrow(
+            "SELECT * FROM assignments WHERE shipment_id = $1 AND delivery_date = $2", shipment_id, delivery_date)
+        if row is None:
+            return None
+        return Assignment(row["courier_id"], row["terminal_id"], row["out_for_delivery_at"])
+
+    async def window_attempts(self, subject: str, subject_id: str, since: datetime) -> list[WindowAttempt]:
+        column = {"courier": "courier_id", "terminal": "terminal_id"}[subject]
+        rows = await self._conn.fetch(
+            f"SELECT shipment_id, accepted, reason FROM attempts WHERE {column} = $1 AND decided_at >= $2",  # noqa: S608
+            subject_id, since)
+        return [WindowAttempt(row["shipment_id"], bool(row["accepted"]), row["reason"]) for row in rows]
+
+    async def has_open_flag(self, subject: str, subject_id: str) -> bool:
+        return bool(await self._conn.fetchval(
+            "SELECT 1 FROM flags WHERE subject = $1 AND subject_id = $2 AND cleared_at IS NULL",
+            subject, subject_id))
+
+    async def open_flag(self, subject: str, subject_id: str, at: datetime, failed: int, tries: int) -> bool:
+        inserted = await self._conn.fetchval(
+            """INSERT INTO flags (subject, subject_id, flagged_at, failed_shipments, wrong_tries)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (subject, subject_id) WHERE cleared_at IS NULL DO NOTHING RETURNING 1""",
+            subject, subject_id, at, failed, tries)
+        return inserted is not None
+
+    async def last_cleared(self, subject: str, subject_id: str) -> datetime | None:
+        return await self._conn.fetchval(
+            "SELECT max(cleared_at) FROM flags WHERE subject = $1 AND subject_id = $2", subject, subject_id)
+
+    async def clear_flag(self, subject: str, subject_id: str, at: datetime, by: str) -> None:
+        await self._conn.execute(
+            "UPDATE flags SET cleared_at = $3, cleared_by = $4 "
+            "WHERE subject = $1 AND subject_id = $2 AND cleared_at IS NULL",
+            subject, subject_id, at, by)

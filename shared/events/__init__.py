@@ -4,6 +4,9 @@ from shared.events.codes import CodeDigest, CodeExpired, OtpIssued, OtpNotRequir
 from shared.events.days import DayClosed, day_closed_event_id
 from shared.events.envelope import Envelope, Event, derived_event_id
 from shared.events.handover import (
+    CourierAssigned,
+    CourierCleared,
+    CourierFlagged,
     HandoverAttempted,
     HandoverDecided,
     Receiver,
@@ -19,6 +22,9 @@ __all__ = [
     "EVENT_MODELS",
     "CodeDigest",
     "CodeExpired",
+    "CourierAssigned",
+    "CourierCleared",
+    "CourierFlagged",
     "DayClosed",
     "Envelope",
     "Event",

@@ -6,6 +6,7 @@ not even the attempts topic holds a candidate code in the clear.
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from typing import ClassVar, Literal
 
@@ -16,6 +17,9 @@ from shared.events.envelope import Event
 from shared.events.types import CodeId, CourierId, ShipmentId
 
 __all__ = [
+    "CourierAssigned",
+    "CourierCleared",
+    "CourierFlagged",
     "HandoverAttempted",
     "HandoverDecided",
     "Receiver",
@@ -38,6 +42,9 @@ class RejectionReason(StrEnum):
     NOT_REQUIRED = "not_required"
     NEIGHBOUR_NOT_ALLOWED = "neighbour_not_allowed"
     RETURNED = "returned"
+    NOT_ASSIGNED = "not_assigned"
+    NOT_OUT_FOR_DELIVERY = "not_out_for_delivery"
+    COURIER_BLOCKED = "courier_blocked"
 
 
 class Receiver(BaseModel):
@@ -68,6 +75,7 @@ class HandoverDecided(Event):
     attempt_id: str
     shipment_id: ShipmentId
     courier_id: CourierId
+    terminal_id: str | None = Field(default=None, max_length=64)
     outcome: Literal["accepted", "rejected"]
     reason: RejectionReason | None
     tries_left: int = Field(ge=0)
@@ -79,3 +87,54 @@ class HandoverDecided(Event):
 
     def key(self) -> str:
         return self.shipment_id
+
+
+class CourierAssigned(Event):
+    """The gateway's plan: this courier and terminal carry the parcel on this delivery day.
+
+    It travels on the attempts topic, keyed by shipment, so the verifier always sees a
+    shipment's assignment before the attempts made under it.
+    """
+
+    event_type: ClassVar[str] = "CourierAssigned"
+
+    shipment_id: ShipmentId
+    delivery_date: date
+    courier_id: CourierId
+    terminal_id: str = Field(min_length=1, max_length=64)
+    out_for_delivery_at: AwareDatetime
+
+    def key(self) -> str:
+        return self.shipment_id
+
+
+class CourierFlagged(Event):
+    """A courier's or terminal's failures across parcels look like guessing; ops should look."""
+
+    event_type: ClassVar[str] = "CourierFlagged"
+
+    subject: Literal["courier", "terminal"]
+    subject_id: str = Field(min_length=1, max_length=64)
+    reason: Literal["guessing_pattern"]
+    failed_shipments: int = Field(ge=0)
+    wrong_tries: int = Field(ge=0)
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    policy: Literal["alert", "refuse"]
+
+    def key(self) -> str:
+        return f"{self.subject}:{self.subject_id}"
+
+
+class CourierCleared(Event):
+    """An operator looked into a flag and lets the courier or terminal work again."""
+
+    event_type: ClassVar[str] = "CourierCleared"
+
+    subject: Literal["courier", "terminal"]
+    subject_id: str = Field(min_length=1, max_length=64)
+    cleared_by: str = Field(min_length=1, max_length=64)
+    note: str = Field(default="", max_length=500)
+
+    def key(self) -> str:
+        return f"{self.subject}:{self.subject_id}"

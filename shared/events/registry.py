@@ -17,7 +17,13 @@ from shared.errors import BadEvent, UnknownEventType, UnsupportedVersion
 from shared.events.codes import CodeExpired, OtpIssued, OtpNotRequired
 from shared.events.days import DayClosed
 from shared.events.envelope import Envelope, Event
-from shared.events.handover import HandoverAttempted, HandoverDecided
+from shared.events.handover import (
+    CourierAssigned,
+    CourierCleared,
+    CourierFlagged,
+    HandoverAttempted,
+    HandoverDecided,
+)
 from shared.events.notifications import NotificationFailed, NotificationSent
 from shared.events.shipments import RedeliveryQueued, ShipmentDispatched, ShipmentReturned
 
@@ -38,6 +44,9 @@ EVENT_MODELS: dict[str, type[Event]] = {
         NotificationFailed,
         HandoverAttempted,
         HandoverDecided,
+        CourierAssigned,
+        CourierFlagged,
+        CourierCleared,
         DayClosed,
     )
 }

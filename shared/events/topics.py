@@ -33,13 +33,18 @@ class Topics:
 
     @property
     def attempts(self) -> str:
-        """HandoverAttempted, from courier gateways."""
+        """CourierAssigned and HandoverAttempted, from courier gateways."""
         return f"{self.namespace}.handover.attempts"
 
     @property
     def decisions(self) -> str:
         """HandoverDecided, from the verifier, read by courier gateways."""
         return f"{self.namespace}.handover.decisions"
+
+    @property
+    def couriers(self) -> str:
+        """CourierFlagged, from the verifier; CourierCleared, from operations."""
+        return f"{self.namespace}.ops.couriers"
 
     @property
     def days(self) -> str:
@@ -55,6 +60,7 @@ class Topics:
             self.attempts,
             self.decisions,
             self.days,
+            self.couriers,
         ]
 
     @staticmethod

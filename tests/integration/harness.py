@@ -23,9 +23,11 @@ from shared.calendar import end_of_local_day
 from shared.clock import ScaledClock
 from shared.crypto import Keyring, seal
 from shared.events import (
+    CourierAssigned,
     Envelope,
     HandoverAttempted,
     HandoverDecided,
+    OtpIssued,
     Receiver,
     Recipient,
     SealedCode,
@@ -62,6 +64,7 @@ class Probe:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _producer: AIOKafkaProducer | None = None
+    _assigned: set[tuple[str, date, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.tap = TopicTap(self.options, self.topics)
@@ -98,13 +101,27 @@ class Probe:
         await self.publish_raw(self.topics.dispatched, encode(Envelope.wrap(event, occurred_at=now)), shipment_id)
         return event
 
+    async def assign(self, shipment_id: str, courier_id: str = "courier-7", terminal_id: str = "t-1") -> None:
+        """Puts the parcel on the courier's route for the day of its newest code."""
+        newest = max(self.events_for(shipment_id, OtpIssued), key=lambda e: e.day_number, default=None)
+        if newest is None or (shipment_id, newest.delivery_date, courier_id) in self._assigned:
+            return
+        self._assigned.add((shipment_id, newest.delivery_date, courier_id))
+        event = CourierAssigned(shipment_id=shipment_id, delivery_date=newest.delivery_date, courier_id=courier_id,
+                                terminal_id=terminal_id, out_for_delivery_at=self.clock.now() - timedelta(minutes=5))
+        await self.publish_raw(self.topics.attempts, encode(Envelope.wrap(event, occurred_at=self.clock.now())),
+                               shipment_id)
+
     async def attempt(self, shipment_id: str, code: str, *, receiver: Literal["customer", "neighbour"] = "customer",
                       attempt_id: str | None = None, attempted_at: datetime | None = None,
-                      courier_id: str = "courier-7") -> HandoverDecided:
+                      courier_id: str = "courier-7", terminal_id: str = "t-1",
+                      assign: bool = True) -> HandoverDecided:
+        if assign:
+            await self.assign(shipment_id, courier_id, terminal_id)
         attempt_id = attempt_id or f"att-{uuid.uuid4().hex}"
         key_id, blob = seal(self.attempt_keys, SecretStr(code), attempt_context(attempt_id, shipment_id))
         event = HandoverAttempted(
-            attempt_id=attempt_id, shipment_id=shipment_id, courier_id=courier_id, terminal_id="t-1",
+            attempt_id=attempt_id, shipment_id=shipment_id, courier_id=courier_id, terminal_id=terminal_id,
             entered_code=SealedCode(key_id=key_id, blob=blob),
             receiver=Receiver(kind=receiver, name="Nachbarin" if receiver == "neighbour" else None),
             attempted_at=attempted_at or self.clock.now())

@@ -69,3 +69,37 @@ def test_a_back_dated_attempt_counts_as_made_at_most_the_lag_ago():
     assert effective_attempt_time(UNTIL - timedelta(hours=5), now, timedelta(minutes=15)) == now - timedelta(
         minutes=15)
     assert effective_attempt_time(now + timedelta(hours=1), now, timedelta(minutes=15)) == now
+
+
+def test_only_the_assigned_courier_and_terminal_once_out_for_delivery():
+    from services.verifier.domain import Assignment, check_assignment
+
+    assignment = Assignment("c-1", "t-1", NOON - timedelta(hours=3))
+    assert check_assignment(assignment, "c-1", "t-1", NOON) is None
+    assert check_assignment(assignment, "c-2", "t-1", NOON) is RejectionReason.NOT_ASSIGNED
+    assert check_assignment(assignment, "c-1", "t-9", NOON) is RejectionReason.NOT_ASSIGNED
+    assert check_assignment(None, "c-1", "t-1", NOON) is RejectionReason.NOT_ASSIGNED
+    assert check_assignment(assignment, "c-1", "t-1", NOON - timedelta(hours=4)) is (
+        RejectionReason.NOT_OUT_FOR_DELIVERY)
+
+
+def test_a_courier_problem_is_answered_first_and_uses_no_try():
+    decision = decide_attempt(SHIPMENT, "none", "customer", NOON, RejectionReason.NOT_ASSIGNED)
+    assert decision.reason is RejectionReason.NOT_ASSIGNED and decision.tries_left == 5 and decision.code is None
+    blocked = decide_attempt(SHIPMENT, "current", "customer", NOON, RejectionReason.COURIER_BLOCKED)
+    assert not blocked.accepted
+
+
+def test_guessing_across_parcels_is_flagged_and_typos_followed_by_the_code_are_not():
+    from services.verifier.domain import FlagPolicy, WindowAttempt, assess_failures
+
+    policy = FlagPolicy(min_failed_shipments=4, min_wrong_tries=6)
+    guesser = [WindowAttempt(f"s{n}", False, "wrong_code") for n in range(5) for _ in range(2)]
+    assert assess_failures(guesser, policy).flagged
+    honest = [a for n in range(20) for a in (WindowAttempt(f"s{n}", False, "wrong_code"),
+                                              WindowAttempt(f"s{n}", True, None))]
+    honest += [WindowAttempt("forgot-1", False, "wrong_code"), WindowAttempt("forgot-2", False, "wrong_code")]
+    summary = assess_failures(honest, policy)
+    assert not summary.flagged and summary.failed_shipments == 2
+    not_guessing = [WindowAttempt(f"s{n}", False, "not_assigned") for n in range(10)]
+    assert not assess_failures(not_guessing, policy).flagged
