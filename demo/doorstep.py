@@ -19,19 +19,20 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
 from demo.mailbox import MailboxReader, ReceivedCode
 from demo.orders import OrderPlan
 from demo.tap import ObservedEvent
 from shared.calendar import end_of_local_day
-from shared.clock import ScaledClock
+from shared.clock import Clock
 from shared.crypto import Keyring, seal
 from shared.events import (
     CourierAssigned,
@@ -56,7 +57,6 @@ __all__ = ["AttemptRecord", "Doorstep", "Outcome"]
 log = logging.getLogger(__name__)
 
 Outcome = Literal["no_code", "delivered", "returned", "stuck"]
-WAIT_SECONDS = 60.0  # real seconds to wait for any one step before calling a shipment stuck
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,12 @@ class AttemptRecord:
 @dataclass
 class Doorstep:
     producer: AIOKafkaProducer
-    clock: ScaledClock
+    clock: Clock
     topics: Topics
     attempt_keys: Keyring
     mailbox: MailboxReader
     run_tag: str
+    wait_seconds: float = 60.0  # real seconds to wait for any one step before calling a shipment stuck
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     dispatch_wall: dict[str, float] = field(default_factory=dict)
     attempts: list[AttemptRecord] = field(default_factory=list)
@@ -122,7 +123,19 @@ class Doorstep:
             await asyncio.sleep(0.02)
 
     async def _wait(self, kind: str, key: str) -> object:
-        return await asyncio.wait_for(asyncio.shield(self._future(kind, key)), WAIT_SECONDS)
+        return await asyncio.wait_for(asyncio.shield(self._future(kind, key)), self.wait_seconds)
+
+    async def _send(self, topic: str, value: bytes, key: bytes) -> None:
+        """Upstream and the gateway keep trying while the broker is away (the chaos run restarts it)."""
+        backoff = 0.2
+        while True:
+            try:
+                await self.producer.send_and_wait(topic, value, key=key)
+                return
+            except KafkaError as exc:
+                log.warning("publish to %s failed (%s), retrying", topic, type(exc).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 3.0)
 
     # -- one shipment, from the warehouse to the door ---------------------------------
 
@@ -215,7 +228,7 @@ class Doorstep:
             receiver=Receiver(kind=receiver, name="Neighbour" if receiver == "neighbour" else None),
             attempted_at=attempted_at)
         sent = time.time()
-        await self.producer.send_and_wait(
+        await self._send(
             self.topics.attempts, encode(Envelope.wrap(event, occurred_at=self.clock.now())),
             key=issued.shipment_id.encode())
         decision, decided_wall = await self._wait("decision", attempt_id)  # type: ignore[misc]
@@ -232,7 +245,7 @@ class Doorstep:
         event = CourierAssigned(
             shipment_id=issued.shipment_id, delivery_date=issued.delivery_date, courier_id=_courier(plan),
             terminal_id=_terminal(plan), out_for_delivery_at=min(morning, self.clock.now()))
-        await self.producer.send_and_wait(
+        await self._send(
             self.topics.attempts, encode(Envelope.wrap(event, occurred_at=self.clock.now())),
             key=issued.shipment_id.encode())
 
@@ -240,7 +253,7 @@ class Doorstep:
         """The courier rings between 10:00 and 18:00 local time; late emails push it later."""
         minutes = int(_roll(plan, f"time-{issued.day_number}") * 480)
         local = datetime.combine(issued.delivery_date, clock_time(10), tzinfo=_zone(issued.delivery_zone))
-        planned = (local + timedelta(minutes=minutes)).astimezone(self.clock.start.tzinfo)
+        planned = (local + timedelta(minutes=minutes)).astimezone(UTC)
         now = self.clock.now()
         if planned < now:
             self.late_steps["door visit moved later: the parcel or its email came after the planned time"] += 1
@@ -267,7 +280,7 @@ class Doorstep:
             neighbour_allowed=plan.neighbour_allowed,
         )
         self.dispatch_wall[shipment_id] = time.time()
-        await self.producer.send_and_wait(
+        await self._send(
             self.topics.dispatched, encode(Envelope.wrap(event, occurred_at=self.clock.now())),
             key=shipment_id.encode())
 

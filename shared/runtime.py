@@ -93,6 +93,7 @@ class ServiceRuntime:
             dead_letter_producer=self.producer,
             service=self.service,
             batch_size=self.settings.consumer_batch,
+            session_timeout_ms=self.settings.consumer_session_timeout_ms,
         )
         self.consumers.append(loop)
         return loop

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.clock import Clock, ScaledClock, SystemClock
+from shared.clock import Clock, FileClock, ScaledClock, SystemClock
 
 __all__ = ["RuntimeSettings"]
 
@@ -35,6 +35,8 @@ class RuntimeSettings(BaseSettings):
     clock_start: datetime | None = None
     clock_anchor_unix: float | None = None
     clock_speed: float = Field(default=1.0, gt=0)
+    clock_file: Path | None = None
+    consumer_session_timeout_ms: int = Field(default=10000, ge=6000, le=300000)
     log_level: str = "INFO"
 
     @field_validator("clock_start")
@@ -45,6 +47,8 @@ class RuntimeSettings(BaseSettings):
         return value
 
     def build_clock(self) -> Clock:
+        if self.clock_file is not None:
+            return FileClock(self.clock_file)
         if self.clock_start is None:
             return SystemClock()
         anchor = self.clock_anchor_unix
@@ -63,8 +67,10 @@ class RuntimeSettings(BaseSettings):
             options["sasl_plain_password"] = (
                 self.kafka_password.get_secret_value() if self.kafka_password else None
             )
-        if self.kafka_ssl_cafile:
+        if self.kafka_security_protocol.endswith("SSL"):
             from aiokafka.helpers import create_ssl_context
 
-            options["ssl_context"] = create_ssl_context(cafile=str(self.kafka_ssl_cafile))
+            # Without a CA file the system's trust store verifies the broker.
+            cafile = str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+            options["ssl_context"] = create_ssl_context(cafile=cafile)
         return options

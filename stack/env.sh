@@ -58,7 +58,7 @@ _otp_keyring_json() {
 
 (umask 077 && mkdir -p "$OTP_SECRETS_DIR") && chmod 700 "$OTP_SECRETS_DIR"
 _otp_write_secret_once "$OTP_SECRETS_DIR/pg_password" "$(_otp_random_urlsafe)"
-for _otp_name in seal hash attempt; do
+for _otp_name in seal hash attempt tracking; do
     _otp_write_secret_once "$OTP_SECRETS_DIR/$_otp_name.keys" "$(_otp_keyring_json)"
 done
 unset _otp_name
@@ -72,7 +72,10 @@ fi
 : "${OTP_SEAL_KEYS_FILE:=$OTP_SECRETS_DIR/seal.keys}"
 : "${OTP_HASH_KEYS_FILE:=$OTP_SECRETS_DIR/hash.keys}"
 : "${OTP_ATTEMPT_KEYS_FILE:=$OTP_SECRETS_DIR/attempt.keys}"
+: "${OTP_TRACKING_KEYS_FILE:=$OTP_SECRETS_DIR/tracking.keys}"
+# 0 = a free port, logged at start: several notifiers (instances, demo beside tests) may run.
+: "${OTP_NOTIFIER_HTTP_PORT:=0}"
 export OTP_KAFKA_BOOTSTRAP OTP_PG_DSN OTP_SMTP_HOST OTP_MAILDIR \
-    OTP_SEAL_KEYS_FILE OTP_HASH_KEYS_FILE OTP_ATTEMPT_KEYS_FILE
+    OTP_SEAL_KEYS_FILE OTP_HASH_KEYS_FILE OTP_ATTEMPT_KEYS_FILE OTP_TRACKING_KEYS_FILE OTP_NOTIFIER_HTTP_PORT
 
 unset -f _otp_write_secret_once _otp_random_urlsafe _otp_keyring_json

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from services.notifier.mailer import Mailer, OutgoingEmail, PermanentMailError, stable_message_id
 from services.notifier.templates import CodeEmailContent, render_code_email
+from services.notifier.tracking import UPSERT_TRACKING_SQL, TrackingRecord
 from shared.clock import Clock
 from shared.crypto import Keyring, open_sealed
 from shared.errors import SealError
@@ -30,10 +31,11 @@ from shared.events import (
     code_context,
     derived_event_id,
 )
+from shared.faults import crash_point
 from shared.kafka.consumer import Handler
 from shared.postgres.unit_of_work import UnitOfWorkFactory
 
-__all__ = ["NotifierHandlers"]
+__all__ = ["NotifierHandlers", "compose_email"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,8 @@ class NotifierHandlers:
                 "INSERT INTO deliveries (code_id, shipment_id, message_id, status) "
                 "VALUES ($1, $2, $3, 'pending') ON CONFLICT (code_id) DO NOTHING",
                 event.code_id, event.shipment_id, message_id)
+            # The tracking view's current code (sealed); a newer day only, never a regression.
+            await uow.conn.execute(UPSERT_TRACKING_SQL, *TrackingRecord.from_event(event).as_row())
             status = await uow.conn.fetchval(
                 "SELECT status FROM deliveries WHERE code_id = $1 FOR UPDATE", event.code_id)
             if status != "pending":
@@ -68,6 +72,7 @@ class NotifierHandlers:
         try:
             email = self._compose(event, message_id)
             await self.mailer.send(email)
+            crash_point("notifier.after_smtp_accept")  # SMTP has it, `sent` is not recorded yet
         except (PermanentMailError, SealError, ValueError) as exc:
             await self._record_failure(envelope, event, f"{type(exc).__name__}: {exc}"[:300], attempts)
             return
@@ -83,26 +88,7 @@ class NotifierHandlers:
                 event_id=derived_event_id(envelope.event_id, NotificationSent.event_type), cause=envelope))
 
     def _compose(self, event: OtpIssued, message_id: str) -> OutgoingEmail:
-        code = open_sealed(self.seal_keys, event.sealed.key_id, event.sealed.blob,
-                           code_context(event.shipment_id, event.code_id))
-        rendered = render_code_email(CodeEmailContent(
-            recipient_name=event.recipient.name,
-            order_reference=event.order_reference,
-            code=code.get_secret_value(),
-            delivery_date=event.delivery_date,
-            valid_until=event.valid_until,
-            zone=event.delivery_zone,
-            locale=event.recipient.locale,
-            neighbour_allowed=event.neighbour_allowed,
-            is_redelivery=event.day_number > 1,
-        ))
-        return OutgoingEmail(
-            to_name=rendered_name(event.recipient.name),
-            to_address=str(event.recipient.email),
-            message_id=message_id,
-            rendered=rendered,
-            headers={"X-Delivery-Code-Id": event.code_id, "Auto-Submitted": "auto-generated"},
-        )
+        return compose_email(self.seal_keys, TrackingRecord.from_event(event), message_id)
 
     async def _record_failure(self, envelope: Envelope, event: OtpIssued, reason: str, attempts: int) -> None:
         log.error("code %s: email failed for good: %s", event.code_id, reason)
@@ -118,6 +104,30 @@ class NotifierHandlers:
 
     def by_event_type(self) -> Mapping[str, Handler]:
         return {OtpIssued.event_type: self.handle_otp_issued}
+
+
+def compose_email(seal_keys: Keyring, record: TrackingRecord, message_id: str) -> OutgoingEmail:
+    """The code's email (the first one, and a resend from the tracking view): opens the code."""
+    code = open_sealed(seal_keys, record.key_id, record.sealed_blob,
+                       code_context(record.shipment_id, record.code_id))
+    rendered = render_code_email(CodeEmailContent(
+        recipient_name=record.recipient_name,
+        order_reference=record.order_reference,
+        code=code.get_secret_value(),
+        delivery_date=record.delivery_date,
+        valid_until=record.valid_until,
+        zone=record.delivery_zone,
+        locale=record.recipient_locale,
+        neighbour_allowed=record.neighbour_allowed,
+        is_redelivery=record.day_number > 1,
+    ))
+    return OutgoingEmail(
+        to_name=rendered_name(record.recipient_name),
+        to_address=record.recipient_email,
+        message_id=message_id,
+        rendered=rendered,
+        headers={"X-Delivery-Code-Id": record.code_id, "Auto-Submitted": "auto-generated"},
+    )
 
 
 def rendered_name(name: str) -> str:

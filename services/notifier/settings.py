@@ -1,10 +1,10 @@
-"""The notifier's configuration: the SMTP relay and the customer-facing key ring."""
+"""The notifier's configuration: the SMTP relay, the customer-facing key ring, the tracking view."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from shared.settings import RuntimeSettings
 
@@ -21,3 +21,11 @@ class NotifierSettings(RuntimeSettings):
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
     notifier_sender: str = "Parcel delivery <no-reply@delivery.example>"
     notifier_message_id_domain: str = Field(default="delivery.example", pattern=r"^[A-Za-z0-9.-]+$")
+    # The tracking view (services/notifier/web.py) runs only when its key ring is configured.
+    tracking_keys_file: Path | None = None
+    notifier_http_port: int = Field(default=8081, ge=0, le=65535)  # 0: any free port, logged
+
+    @field_validator("tracking_keys_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value

@@ -6,7 +6,14 @@ import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    for_code,
+)
 
 __all__ = ["ensure_topics"]
 
@@ -22,13 +29,17 @@ async def ensure_topics(options: dict[str, object], topics: list[str], partition
             existing = set(await admin.list_topics())
             missing = [name for name in topics if name not in existing]
             if missing:
-                try:
-                    await admin.create_topics(
-                        [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in missing]
-                    )
-                except TopicAlreadyExistsError:
-                    pass  # another instance created it first
+                response = await admin.create_topics(
+                    [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in missing]
+                )
+                # Errors come back per topic rather than raised; "already exists" means another
+                # instance won the race, anything else (e.g. not authorised) must stop start-up.
+                for name, code, message in response.topic_errors:
+                    if code not in (0, TopicAlreadyExistsError.errno):
+                        raise for_code(code)(f"cannot create topic {name}: {message}")
             return
+        except (TopicAuthorizationFailedError, ClusterAuthorizationFailedError):
+            raise
         except (KafkaConnectionError, KafkaError, OSError) as exc:
             if attempt == attempts:
                 raise

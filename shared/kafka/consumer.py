@@ -59,7 +59,9 @@ class ConsumerLoop:
         service: str,
         batch_size: int = 200,
         poison_retries: int = 3,
+        session_timeout_ms: int = 10000,
     ) -> None:
+        self._session_timeout_ms = session_timeout_ms
         self._options = options
         self._group_id = group_id
         self._topics = topics
@@ -79,7 +81,7 @@ class ConsumerLoop:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self._batch_size,
-            session_timeout_ms=10000,
+            session_timeout_ms=self._session_timeout_ms,
             heartbeat_interval_ms=1000,
             max_poll_interval_ms=300000,
         )

@@ -15,6 +15,8 @@ import zlib
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from shared.faults import crash_point
+
 __all__ = ["OutboxRelay"]
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class OutboxRelay:
                 for row in rows
             ]
             await asyncio.gather(*deliveries)
+            crash_point("relay.after_publish_before_delete")  # the broker has them, the rows are still here
             await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows])
         self.published += len(rows)
         return len(rows)

@@ -19,6 +19,7 @@ import asyncpg
 
 from shared.events.envelope import Envelope
 from shared.events.registry import encode
+from shared.faults import crash_point
 
 __all__ = ["UnitOfWork", "UnitOfWorkFactory", "unit_of_work_factory"]
 
@@ -62,6 +63,7 @@ def unit_of_work_factory(pool: asyncpg.Pool, on_commit: Callable[[], None]) -> U
             yield uow
             emitted = await uow._flush()
         if emitted:
+            crash_point("outbox.after_commit")  # committed, outbox rows not yet relayed
             on_commit()
 
     return begin
