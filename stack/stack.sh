@@ -473,6 +473,29 @@ cmd_down() {
     stop_pid kafka "$KAFKA_PID" kafka.Kafka
 }
 
+# One part down and up again, for outage drills (the chaos run); the others keep running.
+cmd_restart() {
+    cmd_deps
+    case "${1:-}" in
+    kafka)
+        stop_pid kafka "$KAFKA_PID" kafka.Kafka
+        start_kafka
+        wait_ready kafka kafka_running kafka_ready "${KAFKA_STARTED_AT:-$(now)}" \
+            "$LOGS/kafka.log and $LOGS/kafka.out"
+        ;;
+    postgres)
+        stop_pg
+        start_pg
+        ;;
+    smtp)
+        stop_pid "smtp sink" "$SMTP_PID" stack.smtp_sink
+        start_smtp
+        wait_ready "smtp sink" smtp_running smtp_ready "${SMTP_STARTED_AT:-$(now)}" "$LOGS/smtp.log"
+        ;;
+    *) die "usage: bash stack/stack.sh restart kafka|postgres|smtp" ;;
+    esac
+}
+
 cmd_status() {
     # Running parts report the ports they actually hold, which may differ
     # from the current environment.
@@ -523,8 +546,9 @@ up) lock && cmd_up ;;
 down) lock && cmd_down ;;
 status) cmd_status ;;
 reset) lock && cmd_reset ;;
+restart) lock && cmd_restart "${2:-}" ;;
 *)
-    echo "usage: bash stack/stack.sh deps|up|down|status|reset" >&2
+    echo "usage: bash stack/stack.sh deps|up|down|status|reset|restart kafka|postgres|smtp" >&2
     exit 2
     ;;
 esac

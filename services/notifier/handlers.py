@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from services.notifier.mailer import Mailer, OutgoingEmail, PermanentMailError, stable_message_id
+from services.notifier.mailer import MailDeferred, Mailer, OutgoingEmail, PermanentMailError, stable_message_id
 from services.notifier.templates import CodeEmailContent, render_code_email
 from services.notifier.tracking import UPSERT_TRACKING_SQL, TrackingRecord
 from shared.clock import Clock
@@ -48,11 +48,26 @@ class NotifierHandlers:
     seal_keys: Keyring
     mailer: Mailer
     message_id_domain: str
+    # Emails SMTP accepted whose `sent` record failed (the database was away): the retry
+    # records them without sending again. In memory on purpose: after a crash the row
+    # stays `pending` and the email goes again, with the same Message-ID, counted.
+    _accepted_unrecorded: dict[str, str] = field(default_factory=dict)
 
     async def handle_otp_issued(self, envelope: Envelope, event: Event) -> None:
         """OtpIssued → one email and NotificationSent (or NotificationFailed); keyed by code id."""
         assert isinstance(event, OtpIssued)
         message_id = stable_message_id(event.code_id, self.message_id_domain)
+        language = self._accepted_unrecorded.get(event.code_id)
+        if language is None:
+            sent = await self._send_once(envelope, event, message_id)
+            if sent is None:
+                return
+            language = self._accepted_unrecorded[event.code_id] = sent
+        await self._record_sent(envelope, event, message_id, language)
+        self._accepted_unrecorded.pop(event.code_id, None)
+
+    async def _send_once(self, envelope: Envelope, event: OtpIssued, message_id: str) -> str | None:
+        """Hands the email to SMTP unless it was already sent; returns its language, or None."""
         async with self.unit_of_work() as uow:
             await uow.conn.execute(
                 "INSERT INTO deliveries (code_id, shipment_id, message_id, status) "
@@ -63,27 +78,38 @@ class NotifierHandlers:
             status = await uow.conn.fetchval(
                 "SELECT status FROM deliveries WHERE code_id = $1 FOR UPDATE", event.code_id)
             if status != "pending":
-                return
+                return None
             attempts = await uow.conn.fetchval(
                 "UPDATE deliveries SET send_attempts = send_attempts + 1, updated_at = now() "
                 "WHERE code_id = $1 RETURNING send_attempts", event.code_id)
         if attempts > 1:
+            # The previous hand-over may have been accepted before the process died.
             log.warning("code %s: sending again (attempt %d), same Message-ID", event.code_id, attempts)
         try:
             email = self._compose(event, message_id)
             await self.mailer.send(email)
             crash_point("notifier.after_smtp_accept")  # SMTP has it, `sent` is not recorded yet
+        except MailDeferred:
+            # A 4xx answer: the server certainly did not take it, so this was no hand-over.
+            async with self.unit_of_work() as uow:
+                await uow.conn.execute(
+                    "UPDATE deliveries SET send_attempts = send_attempts - 1 WHERE code_id = $1", event.code_id)
+            raise
         except (PermanentMailError, SealError, ValueError) as exc:
             await self._record_failure(envelope, event, f"{type(exc).__name__}: {exc}"[:300], attempts)
-            return
+            return None
+        return email.rendered.language
+
+    async def _record_sent(self, envelope: Envelope, event: OtpIssued, message_id: str, language: str) -> None:
+        """Marks the email sent; retried on its own after a database outage, without a resend."""
         async with self.unit_of_work() as uow:
-            await uow.conn.execute(
+            attempts = await uow.conn.fetchval(
                 "UPDATE deliveries SET status = 'sent', accepted_at = $2, language = $3, updated_at = now() "
-                "WHERE code_id = $1", event.code_id, self.clock.now(), email.rendered.language)
+                "WHERE code_id = $1 RETURNING send_attempts", event.code_id, self.clock.now(), language)
             uow.emit(self.topics.notifications, Envelope.wrap(
                 NotificationSent(shipment_id=event.shipment_id, code_id=event.code_id,
-                                 message_id=message_id, language=email.rendered.language,
-                                 accepted_at=self.clock.now(), send_attempts=attempts),
+                                 message_id=message_id, language=language,
+                                 accepted_at=self.clock.now(), send_attempts=max(attempts or 1, 1)),
                 occurred_at=self.clock.now(),
                 event_id=derived_event_id(envelope.event_id, NotificationSent.event_type), cause=envelope))
 

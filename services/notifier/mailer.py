@@ -14,11 +14,15 @@ from pydantic import SecretStr
 from services.notifier.templates import RenderedEmail
 from shared.errors import TransientError
 
-__all__ = ["Mailer", "OutgoingEmail", "PermanentMailError", "SmtpMailer", "stable_message_id"]
+__all__ = ["MailDeferred", "Mailer", "OutgoingEmail", "PermanentMailError", "SmtpMailer", "stable_message_id"]
 
 
 class PermanentMailError(Exception):
     """The server refused this message for good (5xx): retrying cannot help."""
+
+
+class MailDeferred(TransientError):
+    """The server answered 4xx: it certainly did not take the message; try again later."""
 
 
 @dataclass(frozen=True)
@@ -77,11 +81,11 @@ class SmtpMailer:
         except aiosmtplib.SMTPResponseException as exc:
             if 500 <= exc.code < 600:
                 raise PermanentMailError(f"SMTP {exc.code}") from None
-            raise TransientError(f"SMTP {exc.code}") from None
+            raise MailDeferred(f"SMTP {exc.code}") from None
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [response.code for response in exc.recipients]
             if all(500 <= code < 600 for code in codes):
                 raise PermanentMailError(f"SMTP recipient refused {codes}") from None
-            raise TransientError(f"SMTP recipient deferred {codes}") from None
+            raise MailDeferred(f"SMTP recipient deferred {codes}") from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise TransientError(f"SMTP unavailable ({type(exc).__name__})") from None

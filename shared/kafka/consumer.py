@@ -145,7 +145,8 @@ class ConsumerLoop:
                 return True
             except CONNECTION_ERRORS as exc:
                 self.stats.retried += 1
-                log.warning("%s: dependency unavailable (%s), retrying", envelope.event_type, type(exc).__name__)
+                log.warning("%s: dependency unavailable (%s: %s), retrying", envelope.event_type,
+                            type(exc).__name__, str(exc)[:200])
             except Exception as exc:  # a poison message must not block its partition forever
                 failures += 1
                 self.stats.retried += 1
