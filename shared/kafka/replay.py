@@ -72,12 +72,12 @@ class ReplayReport:
         verb = "would replay" if self.dry_run else "replayed"
         lines = [
             f"{self.dead_letter_topic} (group {self.group_id}{', dry run' if self.dry_run else ''})",
-            f"  read      {self.read}",
-            f"  {verb:<9} {self.replayed}",
-            f"  skipped   {sum(self.skipped_by_reason.values())}",
+            f"  {'read':<13}{self.read}",
+            f"  {verb:<13}{self.replayed}",
         ]
+        lines += [f"    to {topic}: {count}" for topic, count in sorted(self.replayed_by_source.items())]
+        lines.append(f"  {'skipped':<13}{sum(self.skipped_by_reason.values())}")
         lines += [f"    {reason}: {count}" for reason, count in sorted(self.skipped_by_reason.items())]
-        lines += [f"  to {topic}: {count}" for topic, count in sorted(self.replayed_by_source.items())]
         return lines
 
 
