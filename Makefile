@@ -4,7 +4,7 @@ PYTHON := .venv/bin/python
 STAMP := .venv/.installed
 ENV := . stack/env.sh &&
 
-.PHONY: setup up down status reset demo test unit integration lint audit
+.PHONY: setup up down status reset demo test unit integration lint audit chaos replay
 
 $(STAMP): pyproject.toml
 	python3 -m venv .venv
@@ -42,6 +42,13 @@ test: up
 lint: $(STAMP)
 	$(PYTHON) -m ruff check shared services demo stack tests
 	$(PYTHON) -m mypy shared services/issuer/domain.py services/verifier/domain.py services/scheduler/domain.py
+
+# make replay NS=otp TOPIC=shipments.dispatched ARGS="--reason unsupported_version --dry-run"
+replay: $(STAMP)
+	$(ENV) $(PYTHON) -m shared.kafka.replay --namespace $(NS) --topic $(TOPIC) $(ARGS)
+
+chaos: up
+	$(ENV) $(PYTHON) -m demo.chaos $(ARGS)
 
 audit: up
 	$(ENV) $(PYTHON) -m demo.audit $(or $(ARGS),--from 2018-01-01 --to 2018-01-20)

@@ -35,38 +35,29 @@ CRASH_EXIT_CODE = 86
 
 
 @cache
-def _armed() -> frozenset[str]:
+def _armed() -> tuple[frozenset[str], Path | None]:
+    """The armed points and the marker directory, read from the environment at the first call."""
     armed = frozenset(name.strip() for name in os.environ.get("OTP_CRASH_AT", "").split(",") if name.strip())
-    if armed:
-        _check_marker_dir()
-    return armed
-
-
-def _marker_dir() -> Path:
-    return Path(os.environ["OTP_CRASH_MARKER_DIR"])
-
-
-def _check_marker_dir() -> None:
-    """Armed without a marker directory: stop the process, loudly.
-
-    `SystemExit`, not an `Exception`: the consumer loop would take an exception for a poison
-    message (and dead-letter the event), and the outbox relay would retry it forever.
-    """
+    if not armed:
+        return armed, None
     value = os.environ.get("OTP_CRASH_MARKER_DIR", "")
     if not value or not Path(value).is_dir():
+        # SystemExit, not an Exception: the consumer loop would take an exception for a poison
+        # message (and dead-letter the event), and the outbox relay would retry it forever.
         raise SystemExit(
             f"OTP_CRASH_AT={os.environ.get('OTP_CRASH_AT')!r} needs OTP_CRASH_MARKER_DIR to name an existing "
             f"directory (got {value!r})"
         )
+    return armed, Path(value)
 
 
 def crash_point(name: str) -> None:
     """Dies here with exit code 86 if `OTP_CRASH_AT` names this point and it has not fired yet."""
-    if name not in _armed():
+    armed, markers = _armed()
+    if name not in armed or markers is None:
         return
-    marker = _marker_dir() / name
     try:
-        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(markers / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return  # fired once already: the restarted process runs on
     os.write(fd, f"{os.getpid()}\n".encode())

@@ -172,6 +172,8 @@ class ConsumerLoop:
             ("dlq-source-offset", str(record.offset).encode()),
             ("dlq-attempts", str(attempts).encode()),
         ]
+        # A replayed dead letter that fails again keeps the trail back to its first failure.
+        headers += [(name, value) for name, value in (record.headers or []) if name == "dlq-replayed-from"]
         log.warning("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
         backoff = 0.2
         while True:
