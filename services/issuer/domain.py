@@ -75,9 +75,16 @@ def code_id_for(shipment_id: str, day_number: int) -> str:
     return f"{shipment_id}.d{day_number}"
 
 
-def plan_first_code(shipment_id: str, requested_date: date, zone: str, now: datetime) -> CodePlan:
-    """A dispatch that reaches us after its planned day began is delivered from today on."""
-    delivery_date = max(requested_date, local_date(now, zone))
+def plan_first_code(
+    shipment_id: str, requested_date: date, zone: str, dispatched_at: datetime, now: datetime
+) -> CodePlan:
+    """The first delivery day is upstream's, but never before the day the parcel left.
+
+    It depends on the event only, not on when we happen to process it, so a replay
+    after an outage plans the same day; a code whose day has passed by then expires at
+    once and the parcel moves to the next delivery day.
+    """
+    delivery_date = max(requested_date, local_date(dispatched_at, zone))
     return CodePlan(
         code_id=code_id_for(shipment_id, 1),
         day_number=1,

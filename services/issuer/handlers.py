@@ -61,7 +61,8 @@ class IssuerHandlers:
                 self._emit(uow, envelope, OtpNotRequired(
                     shipment_id=event.shipment_id, delivery_date=event.delivery_date))
                 return
-            plan = domain.plan_first_code(event.shipment_id, event.delivery_date, event.delivery_zone, now)
+            plan = domain.plan_first_code(event.shipment_id, event.delivery_date, event.delivery_zone,
+                                          event.dispatched_at, now)
             await self._issue(uow, repository, envelope, event.shipment_id, event.order_reference,
                               event.delivery_zone, event.recipient, event.neighbour_allowed, plan)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from shared.events import (
     derived_event_id,
 )
 from shared.kafka.consumer import Handler
+from shared.postgres.pool import CONNECTION_ERRORS
 from shared.postgres.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 __all__ = ["VerifierHandlers"]
@@ -59,6 +61,7 @@ class VerifierHandlers:
                 return
             repository = AsyncpgVerifierRepository(uow.conn)
             await repository.lock_day(event.delivery_date, event.delivery_zone)
+            await repository.lock_shipment_key(event.shipment_id)
             await repository.upsert_shipment(event.shipment_id, code_required=True)
             if not await repository.add_code(event, domain.CodeStatus.ACTIVE):
                 return
@@ -70,6 +73,7 @@ class VerifierHandlers:
                     delivery_date=event.delivery_date, delivery_zone=event.delivery_zone,
                     day_number=event.day_number, was_locked=False, expired_at=self.clock.now()),
                     discriminator=event.code_id)
+            await self._release_parked(uow, repository, event.shipment_id)
 
     async def handle_otp_not_required(self, envelope: Envelope, event: Event) -> None:
         """OtpNotRequired → the shipment is known to need no code; idempotent on the shipment id."""
@@ -119,33 +123,93 @@ class VerifierHandlers:
             if stored is not None:
                 self._emit(uow, envelope, self.topics.decisions, HandoverDecided.model_validate(stored))
                 return
-            found = await repository.lock_shipment(event.shipment_id)
-            shipment, codes = found if found else (None, [])
-            match = _match(self.hash_keys, codes, shipment, candidate)
-            at = domain.effective_attempt_time(event.attempted_at, now, self.max_attempt_lag)
-            problem = await self._courier_problem(repository, event, codes, shipment, at)
-            decision = domain.decide_attempt(shipment, match, event.receiver.kind, at, problem)
-            if decision.code is not None:
-                received_by: dict[str, Any] | None = None
-                if decision.accepted:
-                    received_by = {"courier_id": event.courier_id, "attempt_id": event.attempt_id,
-                                   **event.receiver.model_dump()}
-                await repository.update_code(decision.code, received_by)
-            current = shipment.current if shipment else None
-            decided = HandoverDecided(
-                attempt_id=event.attempt_id, shipment_id=event.shipment_id, courier_id=event.courier_id,
-                terminal_id=event.terminal_id, outcome="accepted" if decision.accepted else "rejected",
-                reason=decision.reason,
-                tries_left=decision.tries_left, receiver=event.receiver,
-                code_id=current.code_id if current else None,
-                day_number=current.day_number if current else None,
-                attempted_at=event.attempted_at, decided_at=now)
-            await repository.record_decision(event.attempt_id, event.shipment_id,
-                                             decided.model_dump(mode="json"), now)
-            self._emit(uow, envelope, self.topics.decisions, decided)
-            if decision.reason is RejectionReason.WRONG_CODE:
-                await self._watch_failures(uow, envelope, repository, "courier", event.courier_id, now)
-                await self._watch_failures(uow, envelope, repository, "terminal", event.terminal_id, now)
+            await repository.lock_shipment_key(event.shipment_id)
+            if await self._code_still_on_its_way(repository, event):
+                await repository.park(event.attempt_id, event.shipment_id, envelope.model_dump(mode="json"), now)
+                return
+            await self._decide(uow, repository, envelope, event, candidate, now)
+
+    async def _code_still_on_its_way(self, repository: AsyncpgVerifierRepository, event: HandoverAttempted) -> bool:
+        """The day's route names a delivery day later than the newest code we hold: its code is
+        issued but still on its way to us, so deciding now would answer from yesterday's state."""
+        if not self.require_assignment:
+            return False
+        planned = await repository.latest_assignment_date(event.shipment_id)
+        if planned is None:
+            return False
+        found = await repository.lock_shipment(event.shipment_id)
+        if found is None or found[0].current is None:
+            return True
+        shipment, codes = found
+        if shipment.returned:
+            return False
+        current = next(code for code in codes if code.state.code_id == shipment.current.code_id)  # type: ignore[union-attr]
+        return planned > current.delivery_date and current.state.status is not domain.CodeStatus.CONSUMED
+
+    async def _release_parked(self, uow: UnitOfWork, repository: AsyncpgVerifierRepository, shipment_id: str) -> None:
+        """Decides the attempts that were waiting for this shipment's code, in arrival order."""
+        for stored_envelope, received_at in await repository.take_parked(shipment_id):
+            envelope = Envelope.model_validate(stored_envelope)
+            event = HandoverAttempted.model_validate(envelope.payload)
+            candidate = open_sealed(self.attempt_keys, event.entered_code.key_id, event.entered_code.blob,
+                                    attempt_context(event.attempt_id, event.shipment_id))
+            await self._decide(uow, repository, envelope, event, candidate, received_at)
+
+    async def decide_overdue_parked(self, older_than_seconds: float) -> int:
+        """A parked attempt whose code never came is decided with what is known."""
+        async with self.unit_of_work() as uow:
+            shipments = await AsyncpgVerifierRepository(uow.conn).overdue_parked_shipments(older_than_seconds)
+        for shipment_id in shipments:
+            async with self.unit_of_work() as uow:
+                repository = AsyncpgVerifierRepository(uow.conn)
+                await repository.lock_shipment_key(shipment_id)
+                await self._release_parked(uow, repository, shipment_id)
+        return len(shipments)
+
+    async def run_parked_ticker(self, stop: asyncio.Event, older_than_seconds: float) -> None:
+        while not stop.is_set():
+            try:
+                released = await self.decide_overdue_parked(older_than_seconds)
+                if released:
+                    log.warning("decided %d parked attempt(s) whose code never arrived", released)
+            except CONNECTION_ERRORS as exc:
+                log.warning("cannot look at parked attempts (%s), retrying", type(exc).__name__)
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except TimeoutError:
+                pass
+
+    async def _decide(self, uow: UnitOfWork, repository: AsyncpgVerifierRepository, envelope: Envelope,
+                      event: HandoverAttempted, candidate: Any, received_at: datetime) -> None:
+        """The decision itself; the attempt's time is judged against when it reached us."""
+        now = self.clock.now()
+        found = await repository.lock_shipment(event.shipment_id)
+        shipment, codes = found if found else (None, [])
+        match = _match(self.hash_keys, codes, shipment, candidate)
+        at = domain.effective_attempt_time(event.attempted_at, received_at, self.max_attempt_lag)
+        problem = await self._courier_problem(repository, event, codes, shipment, at)
+        decision = domain.decide_attempt(shipment, match, event.receiver.kind, at, problem)
+        if decision.code is not None:
+            received_by: dict[str, Any] | None = None
+            if decision.accepted:
+                received_by = {"courier_id": event.courier_id, "attempt_id": event.attempt_id,
+                               **event.receiver.model_dump()}
+            await repository.update_code(decision.code, received_by)
+        current = shipment.current if shipment else None
+        decided = HandoverDecided(
+            attempt_id=event.attempt_id, shipment_id=event.shipment_id, courier_id=event.courier_id,
+            terminal_id=event.terminal_id, outcome="accepted" if decision.accepted else "rejected",
+            reason=decision.reason,
+            tries_left=decision.tries_left, receiver=event.receiver,
+            code_id=current.code_id if current else None,
+            day_number=current.day_number if current else None,
+            attempted_at=event.attempted_at, decided_at=now)
+        await repository.record_decision(event.attempt_id, event.shipment_id,
+                                         decided.model_dump(mode="json"), now)
+        self._emit(uow, envelope, self.topics.decisions, decided)
+        if decision.reason is RejectionReason.WRONG_CODE:
+            await self._watch_failures(uow, envelope, repository, "courier", event.courier_id, now)
+            await self._watch_failures(uow, envelope, repository, "terminal", event.terminal_id, now)
 
     async def _courier_problem(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from services.verifier.handlers import VerifierHandlers
@@ -28,6 +29,7 @@ async def main() -> None:
             flag_policy=settings.flag_policy(),
         )
         topics = runtime.topics
+        runtime.add_task(partial(handlers.run_parked_ticker, older_than_seconds=settings.verifier_park_seconds))
         runtime.consume("verifier", [topics.issuance, topics.attempts, topics.days, topics.couriers],
                         handlers.by_event_type())
         await runtime.run()

@@ -157,6 +157,34 @@ class AsyncpgVerifierRepository:
             event.shipment_id, event.delivery_date, event.courier_id, event.terminal_id,
             event.out_for_delivery_at)
 
+    async def lock_shipment_key(self, shipment_id: str) -> None:
+        """Serialises a shipment's attempts with the arrival of its codes, even before it has a row."""
+        await self._conn.execute(
+            "SELECT pg_advisory_xact_lock($1)", zlib.crc32(f"shipment|{shipment_id}".encode()))
+
+    async def latest_assignment_date(self, shipment_id: str) -> date | None:
+        return await self._conn.fetchval(
+            "SELECT max(delivery_date) FROM assignments WHERE shipment_id = $1", shipment_id)
+
+    async def park(self, attempt_id: str, shipment_id: str, envelope: dict[str, Any], received_at: datetime) -> None:
+        await self._conn.execute(
+            "INSERT INTO parked_attempts (attempt_id, shipment_id, envelope, received_at) "
+            "VALUES ($1, $2, $3::jsonb, $4) ON CONFLICT DO NOTHING",
+            attempt_id, shipment_id, json.dumps(envelope), received_at)
+
+    async def take_parked(self, shipment_id: str) -> list[tuple[dict[str, Any], datetime]]:
+        rows = await self._conn.fetch(
+            "DELETE FROM parked_attempts WHERE shipment_id = $1 RETURNING envelope, received_at, parked_at",
+            shipment_id)
+        return [(json.loads(row["envelope"]), row["received_at"])
+                for row in sorted(rows, key=lambda row: row["parked_at"])]
+
+    async def overdue_parked_shipments(self, older_than_seconds: float) -> list[str]:
+        rows = await self._conn.fetch(
+            "SELECT DISTINCT shipment_id FROM parked_attempts WHERE parked_at < now() - make_interval(secs => $1)",
+            older_than_seconds)
+        return [row["shipment_id"] for row in rows]
+
     async def assignment_for(self, shipment_id: str, delivery_date: date) -> Assignment | None:
         row = await self._conn.fetchrow(
             "SELECT * FROM assignments WHERE shipment_id = $1 AND delivery_date = $2", shipment_id, delivery_date)

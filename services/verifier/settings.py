@@ -23,6 +23,7 @@ class VerifierSettings(RuntimeSettings):
     verifier_flag_min_failed_shipments: int = Field(default=4, ge=1)
     verifier_flag_min_wrong_tries: int = Field(default=6, ge=1)
     verifier_flag_policy: Literal["alert", "refuse"] = "alert"
+    verifier_park_seconds: float = Field(default=30.0, gt=0)
 
     def flag_policy(self) -> FlagPolicy:
         return FlagPolicy(

@@ -58,3 +58,23 @@ async def test_honest_couriers_with_a_few_typos_are_not_flagged(probe: Probe):
     await probe.attempt(shipment, _wrong(code), courier_id=honest)
     await asyncio.sleep(1.0)  # a flag would travel in the same outbox batch as the last decision
     assert not [o for o in probe.tap.events if isinstance(o.event, CourierFlagged) and o.event.subject_id == honest]
+
+
+async def test_an_attempt_for_a_day_whose_code_has_not_arrived_waits_then_is_decided(probe: Probe):
+    from datetime import timedelta
+
+    from shared.events import CourierAssigned, Envelope, encode
+
+    shipment, code = await _parcel(probe)
+    issued = max(probe.events_for(shipment, OtpIssued), key=lambda e: e.day_number)
+    # The route already says tomorrow, but tomorrow's code does not exist (yet).
+    tomorrow = CourierAssigned(shipment_id=shipment, delivery_date=issued.delivery_date + timedelta(days=1),
+                               courier_id="courier-7", terminal_id="t-1",
+                               out_for_delivery_at=probe.clock.now() - timedelta(minutes=5))
+    await probe.publish_raw(probe.topics.attempts, encode(Envelope.wrap(tomorrow, occurred_at=probe.clock.now())),
+                            shipment)
+    started = asyncio.get_running_loop().time()
+    decision = await probe.attempt(shipment, code, assign=False)
+    waited = asyncio.get_running_loop().time() - started
+    assert waited >= 2.5, f"decided after {waited:.1f}s: it should have waited for the code"
+    assert decision.reason is RejectionReason.NOT_ASSIGNED and decision.tries_left == 5

@@ -114,7 +114,7 @@ async def test_the_same_attempt_id_gets_the_same_answer_and_counts_once(probe: P
 
 async def test_an_unused_code_expires_and_the_next_day_brings_a_new_one(probe: Probe):
     # A zone where the local day ends within about an hour of simulated time (~6 s here).
-    zone = zone_with_local_hour(probe.clock.now(), 23.0, 23.9)
+    zone = zone_with_local_hour(probe.clock.now(), 22.0, 23.95)
     shipment = probe.new_shipment_id()
     await probe.dispatch(shipment, zone=zone)
     first = await _issued(probe, shipment)
@@ -139,7 +139,7 @@ async def test_an_unused_code_expires_and_the_next_day_brings_a_new_one(probe: P
 
 async def test_a_try_after_the_end_of_validity_fails_closed_and_the_scheduler_catches_up(
         probe: Probe, services: ServiceProcesses):
-    zone = zone_with_local_hour(probe.clock.now(), 23.0, 23.9)
+    zone = zone_with_local_hour(probe.clock.now(), 22.0, 23.95)
     shipment = probe.new_shipment_id()
     services.kill("scheduler-1", signal.SIGTERM)  # no DayClosed can come while it is down
     await probe.dispatch(shipment, zone=zone)

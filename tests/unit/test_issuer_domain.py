@@ -33,15 +33,17 @@ def test_every_carrier_when_no_carrier_policy():
 
 def test_the_first_code_lasts_until_the_end_of_the_planned_day():
     now = datetime(2018, 1, 3, 14, tzinfo=UTC)
-    plan = plan_first_code("s1", date(2018, 1, 5), ZONE, now)
+    plan = plan_first_code("s1", date(2018, 1, 5), ZONE, now, now)
     assert plan.day_number == 1 and plan.code_id == "s1.d1"
     assert plan.valid_from == now
     assert plan.valid_until == datetime(2018, 1, 6, 2, tzinfo=UTC)  # midnight -02:00 (summer time)
 
 
-def test_a_late_dispatch_is_planned_from_today():
-    now = datetime(2018, 1, 9, 14, tzinfo=UTC)
-    assert plan_first_code("s1", date(2018, 1, 5), ZONE, now).delivery_date == date(2018, 1, 9)
+def test_a_dispatch_after_its_planned_day_is_planned_from_the_day_it_left():
+    dispatched = datetime(2018, 1, 9, 14, tzinfo=UTC)
+    processed_late = datetime(2018, 1, 12, 9, tzinfo=UTC)
+    plan = plan_first_code("s1", date(2018, 1, 5), ZONE, dispatched, processed_late)
+    assert plan.delivery_date == date(2018, 1, 9) and plan.valid_from == processed_late
 
 
 def test_an_expired_code_leads_to_a_new_code_on_the_next_delivery_day():
