@@ -56,6 +56,11 @@ class ServiceRuntime:
     async def open(
         cls, service: str, settings: RuntimeSettings, migrations: Path
     ) -> AsyncIterator[ServiceRuntime]:
+        # Signals count from the very start: a SIGTERM during start-up ends the service cleanly.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
         topics = Topics(settings.namespace)
         schema = f"{settings.namespace}_{service}"
         options = settings.kafka_client_options()
@@ -82,6 +87,7 @@ class ServiceRuntime:
                 producer=producer,
                 relay=relay,
                 unit_of_work=unit_of_work_factory(pool, relay.wake),
+                stop=stop,
             )
 
     def consume(self, group: str, topics: list[str], handlers: Mapping[str, Handler]) -> ConsumerLoop:
@@ -94,6 +100,7 @@ class ServiceRuntime:
             service=self.service,
             batch_size=self.settings.consumer_batch,
             session_timeout_ms=self.settings.consumer_session_timeout_ms,
+            topic_kinds=self.topics,
         )
         self.consumers.append(loop)
         return loop
@@ -101,13 +108,7 @@ class ServiceRuntime:
     def add_task(self, task: Callable[[asyncio.Event], Coroutine[None, None, None]]) -> None:
         self.background.append(task)
 
-    def install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.stop.set)
-
     async def run(self) -> None:
-        self.install_signal_handlers()
         relay_stop = asyncio.Event()
         log.info("%s started", self.service)
         async with asyncio.TaskGroup() as group:

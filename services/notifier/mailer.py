@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formataddr
 from typing import Protocol
 
 import aiosmtplib
@@ -56,7 +56,9 @@ class SmtpMailer:
     def _message(self, email: OutgoingEmail) -> EmailMessage:
         message = EmailMessage()
         message["From"] = self.sender
-        message["To"] = formataddr((email.to_name, email.to_address))
+        # Address quotes or encodes the whole display name; formataddr leaves a non-ASCII
+        # name's "<other@address>" readable as a second recipient.
+        message["To"] = Address(display_name=email.to_name, addr_spec=email.to_address)
         message["Subject"] = email.rendered.subject
         message["Message-ID"] = email.message_id
         for name, value in email.headers.items():

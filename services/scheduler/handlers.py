@@ -11,7 +11,6 @@ from services.scheduler import domain
 from shared.clock import Clock
 from shared.events import DayClosed, Envelope, Event, OtpIssued, Topics, day_closed_event_id
 from shared.kafka.consumer import Handler
-from shared.postgres.pool import CONNECTION_ERRORS
 from shared.postgres.unit_of_work import UnitOfWorkFactory
 
 __all__ = ["SchedulerHandlers"]
@@ -63,7 +62,7 @@ class SchedulerHandlers:
                 if closed:
                     log.info("closed %d delivery day(s)", closed)
                     continue
-            except CONNECTION_ERRORS as exc:
+            except Exception as exc:  # a ticker must outlive any one failure (e.g. a database restart)
                 log.warning("cannot close days (%s), retrying", type(exc).__name__)
             try:
                 await asyncio.wait_for(stop.wait(), tick_seconds)

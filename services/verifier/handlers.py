@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from services.verifier import domain
 from services.verifier.repository import AsyncpgVerifierRepository, StoredCode
+from shared.calendar import end_of_local_day
 from shared.clock import Clock
 from shared.crypto import Keyring, open_sealed, verify_digest
 from shared.errors import BadEvent, SealError
@@ -34,10 +35,12 @@ from shared.events import (
     derived_event_id,
 )
 from shared.kafka.consumer import Handler
-from shared.postgres.pool import CONNECTION_ERRORS
 from shared.postgres.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
-__all__ = ["VerifierHandlers"]
+__all__ = ["DAY_CLOSE_SKEW", "VerifierHandlers"]
+
+# A scheduler's clock may run a little ahead of ours; a day closed earlier than this is refused.
+DAY_CLOSE_SKEW = timedelta(minutes=5)
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,8 @@ class VerifierHandlers:
     async def handle_day_closed(self, envelope: Envelope, event: Event) -> None:
         """DayClosed → every unused code of that date and zone expires; one CodeExpired per code."""
         assert isinstance(event, DayClosed)
+        if self.clock.now() < end_of_local_day(event.local_date, event.zone) - DAY_CLOSE_SKEW:
+            raise BadEvent("premature_day_close", f"{event.zone} {event.local_date} has not ended by our clock")
         async with self.unit_of_work() as uow:
             if not await uow.claim(envelope):
                 return
@@ -119,11 +124,15 @@ class VerifierHandlers:
             if not await uow.claim(envelope):
                 return
             repository = AsyncpgVerifierRepository(uow.conn)
+            await repository.lock_shipment_key(event.shipment_id)
             stored = await repository.stored_decision(event.attempt_id)
             if stored is not None:
+                if stored["shipment_id"] != event.shipment_id:
+                    raise BadEvent("attempt_id_reused", "this attempt id was already used for another shipment")
                 self._emit(uow, envelope, self.topics.decisions, HandoverDecided.model_validate(stored))
                 return
-            await repository.lock_shipment_key(event.shipment_id)
+            if await repository.is_parked(event.attempt_id):
+                return  # the same attempt again while it waits: it gets its one answer then
             if await self._code_still_on_its_way(repository, event):
                 await repository.park(event.attempt_id, event.shipment_id, envelope.model_dump(mode="json"), now)
                 return
@@ -172,7 +181,7 @@ class VerifierHandlers:
                 released = await self.decide_overdue_parked(older_than_seconds)
                 if released:
                     log.warning("decided %d parked attempt(s) whose code never arrived", released)
-            except CONNECTION_ERRORS as exc:
+            except Exception as exc:  # a ticker must outlive any one failure
                 log.warning("cannot look at parked attempts (%s), retrying", type(exc).__name__)
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)

@@ -92,10 +92,15 @@ class AsyncpgVerifierRepository:
         await self._conn.execute("UPDATE shipments SET returned = true WHERE shipment_id = $1", shipment_id)
 
     async def add_code(self, event: OtpIssued, status: CodeStatus) -> bool:
+        """False for a code already known, or older than the newest one: a replay changes nothing."""
+        newest = await self._conn.fetchval(
+            "SELECT max(day_number) FROM codes WHERE shipment_id = $1", event.shipment_id)
+        if newest is not None and event.day_number <= newest:
+            return False
         await self._conn.execute(
             """UPDATE codes SET status = 'superseded', updated_at = now()
-               WHERE shipment_id = $1 AND status IN ('active', 'locked') AND code_id <> $2""",
-            event.shipment_id, event.code_id)
+               WHERE shipment_id = $1 AND status IN ('active', 'locked') AND day_number < $2""",
+            event.shipment_id, event.day_number)
         inserted = await self._conn.fetchval(
             """INSERT INTO codes (code_id, shipment_id, day_number, delivery_date, delivery_zone,
                    valid_from, valid_until, digest_key_id, digest, status, max_attempts, neighbour_allowed)
@@ -115,8 +120,10 @@ class AsyncpgVerifierRepository:
             "SELECT * FROM shipments WHERE shipment_id = $1 FOR UPDATE", shipment_id)
         if shipment is None:
             return None
+        # Locked, so a day's close and a handover of the same code serialise: whichever
+        # comes second sees the other's result (expired, or consumed) and keeps it.
         rows = await self._conn.fetch(
-            "SELECT * FROM codes WHERE shipment_id = $1 ORDER BY day_number DESC", shipment_id)
+            "SELECT * FROM codes WHERE shipment_id = $1 ORDER BY day_number DESC FOR UPDATE", shipment_id)
         codes = [_code(row) for row in rows]
         current = next((c for c in codes if c.state.code_id == shipment["current_code_id"]), None)
         state = ShipmentState(
@@ -129,13 +136,16 @@ class AsyncpgVerifierRepository:
     async def update_code(self, code: CodeState, received_by: dict[str, Any] | None) -> None:
         await self._conn.execute(
             """UPDATE codes SET status = $2, wrong_tries = $3, received_by = $4::jsonb, updated_at = now()
-               WHERE code_id = $1""",
+               WHERE code_id = $1 AND status IN ('active', 'locked')""",
             code.code_id, code.status.value, code.wrong_tries,
             json.dumps(received_by) if received_by is not None else None)
 
     async def stored_decision(self, attempt_id: str) -> dict[str, Any] | None:
         raw = await self._conn.fetchval("SELECT decision FROM attempts WHERE attempt_id = $1", attempt_id)
         return json.loads(raw) if raw is not None else None
+
+    async def is_parked(self, attempt_id: str) -> bool:
+        return bool(await self._conn.fetchval("SELECT 1 FROM parked_attempts WHERE attempt_id = $1", attempt_id))
 
     async def record_decision(self, attempt_id: str, shipment_id: str, decision: dict[str, Any],
                               decided_at: datetime) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import date
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.envelope import Event
 from shared.events.shipments import Recipient
-from shared.events.types import CodeId, IanaZone, ShipmentId
+from shared.events.types import CodeId, IanaZone, Instant, ShipmentId
 
 __all__ = ["CodeExpired", "OtpIssued", "OtpNotRequired", "SealedCode", "CodeDigest", "code_context"]
 
@@ -48,8 +48,8 @@ class OtpIssued(Event):
     delivery_date: date
     delivery_zone: IanaZone
     day_number: int = Field(ge=1, le=30)
-    valid_from: AwareDatetime
-    valid_until: AwareDatetime
+    valid_from: Instant
+    valid_until: Instant
     max_attempts: int = Field(ge=1, le=20)
     neighbour_allowed: bool
     recipient: Recipient
@@ -83,7 +83,7 @@ class CodeExpired(Event):
     delivery_zone: IanaZone
     day_number: int = Field(ge=1, le=30)
     was_locked: bool
-    expired_at: AwareDatetime
+    expired_at: Instant
 
     def key(self) -> str:
         return self.shipment_id

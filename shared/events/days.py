@@ -6,10 +6,8 @@ import uuid
 from datetime import date
 from typing import ClassVar
 
-from pydantic import AwareDatetime
-
 from shared.events.envelope import EVENT_ID_NAMESPACE, Event
-from shared.events.types import IanaZone
+from shared.events.types import IanaZone, Instant
 
 __all__ = ["DayClosed", "day_closed_event_id"]
 
@@ -19,7 +17,7 @@ class DayClosed(Event):
 
     local_date: date
     zone: IanaZone
-    closed_at: AwareDatetime
+    closed_at: Instant
 
     def key(self) -> str:
         return f"{self.zone}|{self.local_date.isoformat()}"

@@ -11,7 +11,9 @@ import uuid
 from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events.types import Instant
 
 __all__ = ["Envelope", "Event", "EVENT_ID_NAMESPACE", "derived_event_id"]
 
@@ -37,7 +39,7 @@ class Envelope(BaseModel):
     event_id: uuid.UUID
     event_type: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9]*$")
     schema_version: int = Field(ge=1, le=1000)
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     key: str = Field(min_length=1, max_length=128)
     correlation_id: uuid.UUID
     causation_id: uuid.UUID | None = None

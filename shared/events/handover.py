@@ -10,11 +10,11 @@ from datetime import date
 from enum import StrEnum
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.codes import SealedCode
 from shared.events.envelope import Event
-from shared.events.types import CodeId, CourierId, ShipmentId
+from shared.events.types import CodeId, CourierId, Instant, PlainText, ShipmentId
 
 __all__ = [
     "CourierAssigned",
@@ -51,7 +51,7 @@ class Receiver(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["customer", "neighbour"]
-    name: str | None = Field(default=None, max_length=200)
+    name: PlainText | None = Field(default=None, max_length=200)
 
 
 class HandoverAttempted(Event):
@@ -63,7 +63,7 @@ class HandoverAttempted(Event):
     terminal_id: str = Field(min_length=1, max_length=64)
     entered_code: SealedCode
     receiver: Receiver
-    attempted_at: AwareDatetime
+    attempted_at: Instant
 
     def key(self) -> str:
         return self.shipment_id
@@ -82,8 +82,8 @@ class HandoverDecided(Event):
     receiver: Receiver
     code_id: CodeId | None
     day_number: int | None = None
-    attempted_at: AwareDatetime
-    decided_at: AwareDatetime
+    attempted_at: Instant
+    decided_at: Instant
 
     def key(self) -> str:
         return self.shipment_id
@@ -102,7 +102,7 @@ class CourierAssigned(Event):
     delivery_date: date
     courier_id: CourierId
     terminal_id: str = Field(min_length=1, max_length=64)
-    out_for_delivery_at: AwareDatetime
+    out_for_delivery_at: Instant
 
     def key(self) -> str:
         return self.shipment_id
@@ -118,8 +118,8 @@ class CourierFlagged(Event):
     reason: Literal["guessing_pattern"]
     failed_shipments: int = Field(ge=0)
     wrong_tries: int = Field(ge=0)
-    window_start: AwareDatetime
-    window_end: AwareDatetime
+    window_start: Instant
+    window_end: Instant
     policy: Literal["alert", "refuse"]
 
     def key(self) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from shared.events.envelope import Event
-from shared.events.types import CodeId, ShipmentId
+from shared.events.types import CodeId, Instant, ShipmentId
 
 __all__ = ["NotificationFailed", "NotificationSent"]
 
@@ -19,7 +19,7 @@ class NotificationSent(Event):
     code_id: CodeId
     message_id: str = Field(max_length=200)
     language: str = Field(max_length=8)
-    accepted_at: AwareDatetime
+    accepted_at: Instant
     send_attempts: int = Field(ge=1)
 
     def key(self) -> str:
@@ -32,7 +32,7 @@ class NotificationFailed(Event):
     shipment_id: ShipmentId
     code_id: CodeId
     reason: str = Field(max_length=300)
-    failed_at: AwareDatetime
+    failed_at: Instant
     send_attempts: int = Field(ge=1)
 
     def key(self) -> str:

@@ -88,13 +88,17 @@ def _parse_json(raw: bytes) -> Any:
         raise BadEvent("not_json", f"invalid JSON at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise BadEvent("not_json", "JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise BadEvent("not_json", f"unreadable JSON value ({type(exc).__name__})") from None
 
 
 def _no_constants(name: str) -> Any:
     raise BadEvent("not_json", f"JSON constant {name} is not allowed")
 
 
-def decode(raw: bytes | None) -> tuple[Envelope, Event]:
+def decode(raw: bytes | None, allowed_types: frozenset[str] | None = None) -> tuple[Envelope, Event]:
+    """`allowed_types`: the event types the topic may carry; any other is refused as
+    `wrong_topic`, so a writer of one topic cannot slip in another topic's events."""
     if raw is None:
         raise BadEvent("empty", "message has no value")
     document = _parse_json(raw)
@@ -105,6 +109,8 @@ def decode(raw: bytes | None) -> tuple[Envelope, Event]:
     model = EVENT_MODELS.get(envelope.event_type)
     if model is None:
         raise UnknownEventType(envelope.event_type)
+    if allowed_types is not None and envelope.event_type not in allowed_types:
+        raise BadEvent("wrong_topic", f"{envelope.event_type} does not belong on this topic")
     payload = envelope.payload
     version = envelope.schema_version
     while version < model.schema_version:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, ClassVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shared.events.envelope import Event
-from shared.events.types import Currency, IanaZone, Money, ShipmentId
+from shared.events.types import AsciiEmail, Currency, IanaZone, Instant, Money, PlainText, ShipmentId
 
 __all__ = ["Recipient", "ShipmentDispatched", "ShipmentReturned", "RedeliveryQueued"]
 
@@ -19,8 +19,8 @@ Carrier = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=
 class Recipient(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    email: EmailStr
+    name: PlainText = Field(min_length=1, max_length=200)
+    email: AsciiEmail
     locale: Locale = "en"
 
 
@@ -30,8 +30,8 @@ class ShipmentDispatched(Event):
     event_type: ClassVar[str] = "ShipmentDispatched"
 
     shipment_id: ShipmentId
-    order_reference: str = Field(min_length=1, max_length=64)
-    dispatched_at: AwareDatetime
+    order_reference: PlainText = Field(min_length=1, max_length=64)
+    dispatched_at: Instant
     delivery_date: date
     delivery_zone: IanaZone
     goods_value: Money
@@ -40,8 +40,18 @@ class ShipmentDispatched(Event):
     recipient: Recipient
     neighbour_allowed: bool = True
 
+    @model_validator(mode="after")
+    def _delivery_day_is_near_the_dispatch(self) -> ShipmentDispatched:
+        left = self.dispatched_at.date()
+        if not left - timedelta(days=2) <= self.delivery_date <= left + timedelta(days=MAX_DAYS_ON_THE_WAY):
+            raise ValueError(f"delivery_date must lie within {MAX_DAYS_ON_THE_WAY} days of dispatched_at")
+        return self
+
     def key(self) -> str:
         return self.shipment_id
+
+
+MAX_DAYS_ON_THE_WAY = 180
 
 
 class RedeliveryQueued(Event):

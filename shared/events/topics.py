@@ -63,6 +63,21 @@ class Topics:
             self.couriers,
         ]
 
+    def event_types(self, topic: str) -> frozenset[str] | None:
+        """Which event types a main topic may carry; None for a topic of no known kind."""
+        kinds = {
+            self.dispatched: {"ShipmentDispatched"},
+            self.issuance: {"OtpIssued", "OtpNotRequired", "RedeliveryQueued", "ShipmentReturned"},
+            self.expiries: {"CodeExpired"},
+            self.notifications: {"NotificationSent", "NotificationFailed"},
+            self.attempts: {"CourierAssigned", "HandoverAttempted"},
+            self.decisions: {"HandoverDecided"},
+            self.days: {"DayClosed"},
+            self.couriers: {"CourierFlagged", "CourierCleared"},
+        }
+        found = kinds.get(topic)
+        return frozenset(found) if found is not None else None
+
     @staticmethod
     def dead_letters(topic: str) -> str:
         return f"{topic}.dlq"

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import unicodedata
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 from zoneinfo import ZoneInfo, available_timezones
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, EmailStr, Field, StringConstraints
 
-__all__ = ["CodeId", "CourierId", "Currency", "IanaZone", "Money", "ShipmentId", "zone_info"]
+__all__ = [
+    "AsciiEmail",
+    "CodeId",
+    "CourierId",
+    "Currency",
+    "IanaZone",
+    "Instant",
+    "Money",
+    "PlainText",
+    "ShipmentId",
+    "zone_info",
+]
 
 ShipmentId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 CourierId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -30,3 +43,32 @@ IanaZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_know
 
 def zone_info(name: str) -> ZoneInfo:
     return ZoneInfo(name)
+
+
+def _plain(text: str) -> str:
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in text):
+        raise ValueError("control or formatting characters are not allowed")
+    return text
+
+
+PlainText = Annotated[str, AfterValidator(_plain)]
+"""Text shown to people (names, references): no control, line or bidi-formatting characters."""
+
+
+def _ascii(address: str) -> str:
+    if not address.isascii():
+        raise ValueError("only ASCII email addresses can be mailed (no SMTPUTF8 relay configured)")
+    return address
+
+
+AsciiEmail = Annotated[EmailStr, AfterValidator(_ascii)]
+
+
+def _plausible(instant: datetime) -> datetime:
+    if not 2000 <= instant.year <= 2100:
+        raise ValueError("timestamp outside the years 2000 to 2100")
+    return instant
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_plausible)]
+"""A timezone-aware instant in a plausible range: far-past or far-future times are refused."""

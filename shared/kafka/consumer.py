@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from shared.errors import BadEvent
 from shared.events.envelope import Envelope, Event
@@ -36,6 +36,8 @@ __all__ = ["ConsumerLoop", "ConsumerStats", "Handler"]
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope, Event], Awaitable[None]]
+
+MAX_DEAD_LETTER_BYTES = 256 * 1024
 
 
 @dataclass
@@ -60,8 +62,10 @@ class ConsumerLoop:
         batch_size: int = 200,
         poison_retries: int = 3,
         session_timeout_ms: int = 10000,
+        topic_kinds: Topics | None = None,
     ) -> None:
         self._session_timeout_ms = session_timeout_ms
+        self._topic_kinds = topic_kinds
         self._options = options
         self._group_id = group_id
         self._topics = topics
@@ -103,7 +107,10 @@ class ConsumerLoop:
                 if offsets:
                     await self._commit(consumer, offsets)
         finally:
-            await consumer.stop()
+            try:
+                await consumer.stop()
+            except (KafkaError, OSError) as exc:  # the broker is away: nothing left to tell it
+                log.warning("consumer stop: %s", type(exc).__name__)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:
@@ -125,7 +132,10 @@ class ConsumerLoop:
     async def _handle_record(self, record: ConsumerRecord, stop: asyncio.Event) -> bool:
         """True once the record is settled (handled, skipped or dead-lettered)."""
         try:
-            envelope, event = decode(record.value)
+            allowed = self._topic_kinds.event_types(record.topic) if self._topic_kinds else None
+            envelope, event = decode(record.value, allowed)
+            if record.key is not None and record.key != envelope.key.encode():
+                raise BadEvent("key_mismatch", "the Kafka key is not the envelope's key")
         except BadEvent as bad:
             await self._dead_letter(record, bad.reason, bad.detail, attempts=1)
             return True
@@ -175,13 +185,22 @@ class ConsumerLoop:
         # A replayed dead letter that fails again keeps the trail back to its first failure.
         headers += [(name, value) for name, value in (record.headers or []) if name == "dlq-replayed-from"]
         log.warning("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+        value = record.value
+        if value is not None and len(value) > MAX_DEAD_LETTER_BYTES:
+            # Too big to publish again: keep where it is, not what it is.
+            headers.append(("dlq-original-bytes", str(len(value)).encode()))
+            value = None
         backoff = 0.2
         while True:
             try:
-                await self._dlq.send_and_wait(
-                    Topics.dead_letters(record.topic), value=record.value, key=record.key, headers=headers
-                )
+                await self._dlq.send_and_wait(Topics.dead_letters(record.topic), value=value, key=record.key,
+                                              headers=headers)
                 return
+            except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
+                log.warning("dead letter too large for the broker (%s): publishing it without its value",
+                            type(exc).__name__)
+                headers.append(("dlq-original-bytes", str(len(value or b"")).encode()))
+                value = None
             except KafkaError as exc:
                 log.warning("dead-letter publish failed (%s), retrying", type(exc).__name__)
                 await asyncio.sleep(backoff)

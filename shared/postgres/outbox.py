@@ -74,6 +74,10 @@ class OutboxRelay:
                 relayed = await self.relay_once()
                 backoff = 0.1
             except Exception as exc:  # broker or database away: the rows stay, the next round retries
+                if stop.is_set():
+                    log.warning("stopping with outbox rows unrelayed (%s): the next start sends them",
+                                type(exc).__name__)
+                    return
                 log.warning("outbox relay failed (%s), retrying in %.1fs", type(exc).__name__, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

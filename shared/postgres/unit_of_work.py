@@ -33,7 +33,7 @@ class UnitOfWork:
         """False when this event id was already processed: the caller must do nothing."""
         inserted = await self.conn.fetchval(
             "INSERT INTO inbox (event_id, event_type) VALUES ($1, $2) "
-            "ON CONFLICT (event_id) DO NOTHING RETURNING 1",
+            "ON CONFLICT (event_id, event_type) DO NOTHING RETURNING 1",
             envelope.event_id, envelope.event_type,
         )
         return inserted is not None

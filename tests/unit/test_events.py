@@ -95,3 +95,50 @@ def test_envelope_needs_an_aware_time_and_a_uuid():
     with pytest.raises(BadEvent):
         decode(_raw(event_id="123"))
     assert decode(_raw(event_id=str(uuid.uuid4())))
+
+
+def test_an_integer_too_long_to_convert_is_a_bad_event_not_a_crash():
+    with pytest.raises(BadEvent) as caught:
+        decode(b'{"event_id": ' + b"9" * 5000 + b"}")
+    assert caught.value.reason == "not_json"
+
+
+def test_an_event_on_a_topic_that_does_not_carry_its_type_is_refused():
+    from shared.events import Topics
+
+    topics = Topics("t")
+    with pytest.raises(BadEvent) as caught:
+        decode(_raw(), topics.event_types(topics.attempts))
+    assert caught.value.reason == "wrong_topic"
+    assert decode(_raw(), topics.event_types(topics.dispatched))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"recipient": {"name": "Zoë\r\nBcc: x@evil.example", "email": "a@customers.example"}},
+        {"recipient": {"name": "Ana\u202e", "email": "a@customers.example"}},
+        {"recipient": {"name": "Ana", "email": "josé@bücher.example"}},
+        {"dispatched_at": "1900-01-01T00:00:00Z"},
+        {"delivery_date": "2150-01-01"},
+        {"delivery_date": "2017-12-01"},
+    ],
+)
+def test_text_that_reaches_people_and_implausible_dates_are_refused(change):
+    with pytest.raises(BadEvent) as caught:
+        decode(_payload(**change))
+    assert caught.value.reason == "invalid_payload"
+
+
+def test_a_non_ascii_display_name_cannot_smuggle_a_recipient():
+    import email
+    import email.policy
+
+    from services.notifier.mailer import OutgoingEmail, SmtpMailer
+    from services.notifier.templates import RenderedEmail
+
+    mailer = SmtpMailer(host="127.0.0.1", port=1, sender="Parcels <no-reply@delivery.example>", timeout=1)
+    outgoing = OutgoingEmail(to_name="Zoë <attacker@evil.example>", to_address="victim@customers.example",
+                             message_id="<m@x>", rendered=RenderedEmail("s", "t", "<p>h</p>", "en"), headers={})
+    parsed = email.message_from_bytes(mailer._message(outgoing).as_bytes(), policy=email.policy.default)
+    assert [address.addr_spec for address in parsed["To"].addresses] == ["victim@customers.example"]
