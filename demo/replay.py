@@ -86,6 +86,9 @@ def _service_env(env: dict[str, str], namespace: str, options: ReplayOptions, sp
         # Three simulated hours: at demo speed that is a fraction of a second of real lag.
         "OTP_VERIFIER_MAX_ATTEMPT_LAG_SECONDS": "10800",
         "OTP_SCHEDULER_TICK_SECONDS": "0.02",
+        # A deferred email is retried within seconds: a simulated day lasts about one.
+        "OTP_NOTIFIER_DEFER_BASE_SECONDS": "0.5",
+        "OTP_NOTIFIER_DEFER_MAX_SECONDS": "3",
         **options.extra_env,
     }
 

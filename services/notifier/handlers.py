@@ -11,7 +11,10 @@ repeat is made detectable and counted rather than impossible.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -52,6 +55,8 @@ class NotifierHandlers:
     # records them without sending again. In memory on purpose: after a crash the row
     # stays `pending` and the email goes again, with the same Message-ID, counted.
     _accepted_unrecorded: dict[str, str] = field(default_factory=dict)
+    defer_base_seconds: float = 5.0
+    defer_max_seconds: float = 300.0
 
     async def handle_otp_issued(self, envelope: Envelope, event: Event) -> None:
         """OtpIssued → one email and NotificationSent (or NotificationFailed); keyed by code id."""
@@ -59,7 +64,13 @@ class NotifierHandlers:
         message_id = stable_message_id(event.code_id, self.message_id_domain)
         language = self._accepted_unrecorded.get(event.code_id)
         if language is None:
-            sent = await self._send_once(envelope, event, message_id)
+            try:
+                sent = await self._send_once(envelope, event, message_id)
+            except MailDeferred as deferred:
+                if not deferred.per_recipient:
+                    raise  # the server refuses everyone: hold the partition and retry
+                await self._defer(envelope, event, str(deferred))
+                return
             if sent is None:
                 return
             language = self._accepted_unrecorded[event.code_id] = sent
@@ -112,6 +123,53 @@ class NotifierHandlers:
                                  accepted_at=self.clock.now(), send_attempts=max(attempts or 1, 1)),
                 occurred_at=self.clock.now(),
                 event_id=derived_event_id(envelope.event_id, NotificationSent.event_type), cause=envelope))
+
+    async def _defer(self, envelope: Envelope, event: OtpIssued, reason: str) -> None:
+        """Queues the email in its delivery row; `send_deferred` tries again later."""
+        async with self.unit_of_work() as uow:
+            deferrals = await uow.conn.fetchval(
+                """UPDATE deliveries SET status = 'deferred', issued = $2::jsonb, deferrals = deferrals + 1,
+                       last_error = $3, updated_at = now()
+                   WHERE code_id = $1 AND status = 'pending' RETURNING deferrals""",
+                event.code_id, envelope.model_dump_json(), reason[:300])
+            if deferrals is not None:
+                delay = min(self.defer_base_seconds * 2 ** (deferrals - 1), self.defer_max_seconds)
+                await uow.conn.execute(
+                    "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $2) WHERE code_id = $1",
+                    event.code_id, delay * (0.8 + 0.4 * random.random()))  # noqa: S311 - jitter only
+        log.info("code %s: recipient deferred (%s), queued for a later try", event.code_id, reason)
+
+    async def send_deferred(self) -> int:
+        """Tries the queued emails that are due (and any a crash left half-claimed)."""
+        async with self.unit_of_work() as uow:
+            rows = await uow.conn.fetch(
+                """UPDATE deliveries SET status = 'pending', updated_at = now()
+                   WHERE code_id IN (
+                       SELECT code_id FROM deliveries
+                       WHERE (status = 'deferred' AND next_attempt_at <= now())
+                          OR (status = 'pending' AND issued IS NOT NULL AND updated_at < now() - interval '2 minutes')
+                       ORDER BY next_attempt_at LIMIT 20 FOR UPDATE SKIP LOCKED)
+                   RETURNING issued""")
+        for row in rows:
+            envelope = Envelope.model_validate(json.loads(row["issued"]))
+            event = OtpIssued.model_validate(envelope.payload)
+            try:
+                await self.handle_otp_issued(envelope, event)
+            except Exception as exc:  # the server is away again: back into the queue
+                await self._defer(envelope, event, f"{type(exc).__name__}: {exc}")
+        return len(rows)
+
+    async def run_deferred_sender(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                if await self.send_deferred():
+                    continue
+            except Exception as exc:  # a sender loop must outlive any one failure
+                log.warning("deferred emails: %s, retrying", type(exc).__name__)
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except TimeoutError:
+                pass
 
     def _compose(self, event: OtpIssued, message_id: str) -> OutgoingEmail:
         return compose_email(self.seal_keys, TrackingRecord.from_event(event), message_id)

@@ -22,7 +22,14 @@ class PermanentMailError(Exception):
 
 
 class MailDeferred(TransientError):
-    """The server answered 4xx: it certainly did not take the message; try again later."""
+    """The server answered 4xx: it certainly did not take the message; try again later.
+
+    `per_recipient`: the refusal named this recipient (RCPT), so other mail may still go.
+    """
+
+    def __init__(self, message: str, per_recipient: bool = False) -> None:
+        super().__init__(message)
+        self.per_recipient = per_recipient
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,6 @@ class SmtpMailer:
             codes = [response.code for response in exc.recipients]
             if all(500 <= code < 600 for code in codes):
                 raise PermanentMailError(f"SMTP recipient refused {codes}") from None
-            raise MailDeferred(f"SMTP recipient deferred {codes}") from None
+            raise MailDeferred(f"SMTP recipient deferred {codes}", per_recipient=True) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise TransientError(f"SMTP unavailable ({type(exc).__name__})") from None

@@ -35,8 +35,11 @@ async def main() -> None:
             seal_keys=seal_keys,
             mailer=mailer,
             message_id_domain=settings.notifier_message_id_domain,
+            defer_base_seconds=settings.notifier_defer_base_seconds,
+            defer_max_seconds=settings.notifier_defer_max_seconds,
         )
         runtime.consume("notifier", [runtime.topics.issuance], handlers.by_event_type())
+        runtime.add_task(handlers.run_deferred_sender)
         if settings.tracking_keys_file is None:
             log.info("tracking view off: OTP_TRACKING_KEYS_FILE is not set")
         else:

@@ -23,6 +23,8 @@ class NotifierSettings(RuntimeSettings):
     notifier_message_id_domain: str = Field(default="delivery.example", pattern=r"^[A-Za-z0-9.-]+$")
     # The tracking view (services/notifier/web.py) runs only when its key ring is configured.
     tracking_keys_file: Path | None = None
+    notifier_defer_base_seconds: float = Field(default=5.0, gt=0)
+    notifier_defer_max_seconds: float = Field(default=300.0, gt=0)
     notifier_http_port: int = Field(default=8081, ge=0, le=65535)  # 0: any free port, logged
 
     @field_validator("tracking_keys_file", mode="before")

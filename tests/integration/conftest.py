@@ -77,6 +77,8 @@ def services(stack_env: dict[str, str], run_tag: str, clock: ScaledClock) -> Ite
         "OTP_SCHEDULER_TICK_SECONDS": "0.05",
         "OTP_VERIFIER_MAX_ATTEMPT_LAG_SECONDS": "1800",
         "OTP_VERIFIER_PARK_SECONDS": "3",
+        "OTP_NOTIFIER_DEFER_BASE_SECONDS": "0.5",
+        "OTP_NOTIFIER_DEFER_MAX_SECONDS": "2",
     }
     asyncio.run(ensure_topics({"bootstrap_servers": env["OTP_KAFKA_BOOTSTRAP"]}, Topics(namespace).all_topics(), 6))
     processes = ServiceProcesses(env=env, log_dir=PROJECT_ROOT / ".stack" / "logs" / namespace, instances=1)
