@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -93,12 +94,19 @@ def _service_env(env: dict[str, str], namespace: str, options: ReplayOptions, sp
     }
 
 
+def quiet_client_logs() -> None:
+    """Broker restarts make aiokafka log every reconnect; the run reports what matters."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
 async def replay(
     plans: list[OrderPlan],
     env: dict[str, str],
     options: ReplayOptions,
     during: Callable[[Replay, asyncio.Event], Awaitable[None]] | None = None,
 ) -> Replay:
+    quiet_client_logs()
     run_tag = secrets.token_hex(3)
     namespace = f"{options.label}{run_tag}"
     speed = 86400.0 / options.seconds_per_day
