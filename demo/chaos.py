@@ -1,6 +1,6 @@
 """`python -m demo.chaos`: the real-order replay under faults, compared with a calm run.
 
-    python -m demo.chaos [--from 2018-01-01] [--to 2018-04-30] [--copies 10] [--seconds-per-day 2]
+    python -m demo.chaos [--from 2018-01-01] [--to 2018-04-30] [--copies 10] [--seconds-per-day 5]
                          [--kills 50] [--instances 2] [--seed chaos]
 
 The same plans (the real orders, replayed again `--copies` times with shifted dates and
@@ -53,7 +53,8 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--from", dest="first", type=date.fromisoformat, default=date(2018, 1, 1))
     parser.add_argument("--to", dest="last", type=date.fromisoformat, default=date(2018, 4, 30))
     parser.add_argument("--copies", type=int, default=10, help="replays of the window with shifted dates")
-    parser.add_argument("--seconds-per-day", type=float, default=2.0)
+    parser.add_argument("--seconds-per-day", type=float, default=5.0,
+                        help="real seconds per simulated day (5: the default size saturates 2 cores at 2)")
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--kills", type=int, default=50, help="SIGKILLs at least")
     parser.add_argument("--broker-restarts", type=int, default=2)
