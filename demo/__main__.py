@@ -77,8 +77,7 @@ async def run(args: argparse.Namespace) -> DemoRun:
     args.report_dir.mkdir(parents=True, exist_ok=True)
     path = args.report_dir / f"demo-{session.namespace}.json"
     path.write_text(json.dumps({**report.figures, "breaches": report.breaches}, indent=2, default=str))
-    print(f"report written to {path.relative_to(PROJECT_ROOT)}; "
-          f"service logs in {session.log_dir.relative_to(PROJECT_ROOT)}")
+    print(f"report written to {path}; service logs in {session.log_dir}")
     return DemoRun(0 if report.ok else 1, session.namespace, session.run_tag)
 
 

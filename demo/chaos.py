@@ -312,7 +312,7 @@ async def main_async(argv: list[str]) -> int:
     args.report_dir.mkdir(parents=True, exist_ok=True)
     path = args.report_dir / f"chaos-{chaos_session.namespace}.json"
     path.write_text(json.dumps(result, indent=2, default=str))
-    print(f"report written to {path.relative_to(PROJECT_ROOT)}")
+    print(f"report written to {path}")
     broken = sum(result["lost"].values()) + sum(result["duplicated"].values()) + sum(result["differing"].values())
     enough = (faults.kills >= args.kills and faults.broker_restarts >= args.broker_restarts
               and faults.database_restarts >= args.database_restarts)
