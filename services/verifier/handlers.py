@@ -133,12 +133,18 @@ class VerifierHandlers:
                 return
             if await repository.is_parked(event.attempt_id):
                 return  # the same attempt again while it waits: it gets its one answer then
-            if await self._code_still_on_its_way(repository, event):
+            found = await repository.lock_shipment(event.shipment_id)
+            if await self._code_still_on_its_way(repository, event, found):
                 await repository.park(event.attempt_id, event.shipment_id, envelope.model_dump(mode="json"), now)
                 return
-            await self._decide(uow, repository, envelope, event, candidate, now)
+            await self._decide(uow, repository, envelope, event, candidate, now, found)
 
-    async def _code_still_on_its_way(self, repository: AsyncpgVerifierRepository, event: HandoverAttempted) -> bool:
+    async def _code_still_on_its_way(
+        self,
+        repository: AsyncpgVerifierRepository,
+        event: HandoverAttempted,
+        found: tuple[domain.ShipmentState, list[StoredCode]] | None,
+    ) -> bool:
         """The day's route names a delivery day later than the newest code we hold: its code is
         issued but still on its way to us, so deciding now would answer from yesterday's state."""
         if not self.require_assignment:
@@ -146,7 +152,6 @@ class VerifierHandlers:
         planned = await repository.latest_assignment_date(event.shipment_id)
         if planned is None:
             return False
-        found = await repository.lock_shipment(event.shipment_id)
         if found is None or found[0].current is None:
             return True
         shipment, codes = found
@@ -162,7 +167,8 @@ class VerifierHandlers:
             event = HandoverAttempted.model_validate(envelope.payload)
             candidate = open_sealed(self.attempt_keys, event.entered_code.key_id, event.entered_code.blob,
                                     attempt_context(event.attempt_id, event.shipment_id))
-            await self._decide(uow, repository, envelope, event, candidate, received_at)
+            await self._decide(uow, repository, envelope, event, candidate, received_at,
+                               await repository.lock_shipment(event.shipment_id))
 
     async def decide_overdue_parked(self, older_than_seconds: float) -> int:
         """A parked attempt whose code never came is decided with what is known."""
@@ -189,10 +195,11 @@ class VerifierHandlers:
                 pass
 
     async def _decide(self, uow: UnitOfWork, repository: AsyncpgVerifierRepository, envelope: Envelope,
-                      event: HandoverAttempted, candidate: Any, received_at: datetime) -> None:
-        """The decision itself; the attempt's time is judged against when it reached us."""
+                      event: HandoverAttempted, candidate: Any, received_at: datetime,
+                      found: tuple[domain.ShipmentState, list[StoredCode]] | None) -> None:
+        """The decision itself, on the shipment as locked by the caller; the attempt's time is
+        judged against when it reached us."""
         now = self.clock.now()
-        found = await repository.lock_shipment(event.shipment_id)
         shipment, codes = found if found else (None, [])
         match = _match(self.hash_keys, codes, shipment, candidate)
         at = domain.effective_attempt_time(event.attempted_at, received_at, self.max_attempt_lag)

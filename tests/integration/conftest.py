@@ -8,7 +8,6 @@ time so that a delivery day can end during a test. Each test uses fresh shipment
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import socket
@@ -27,7 +26,7 @@ from shared.events import Topics
 from shared.kafka.admin import ensure_topics
 from stack.environment import PROJECT_ROOT, stack_environment
 from stack.services import ServiceProcesses
-from tests.integration.harness import Probe
+from tests.integration.harness import Probe, namespace_env
 
 SPEED = 600.0
 
@@ -64,22 +63,7 @@ def clock() -> ScaledClock:
 @pytest.fixture(scope="session")
 def services(stack_env: dict[str, str], run_tag: str, clock: ScaledClock) -> Iterator[ServiceProcesses]:
     namespace = f"it{run_tag}"
-    env = {
-        **stack_env,
-        "OTP_NAMESPACE": namespace,
-        "OTP_CLOCK_START": clock.start.isoformat(),
-        "OTP_CLOCK_ANCHOR_UNIX": repr(clock.anchor_unix),
-        "OTP_CLOCK_SPEED": repr(clock.speed),
-        "OTP_ISSUER_THRESHOLDS": json.dumps({"BRL": "100.00", "EUR": "50.00"}),
-        "OTP_ISSUER_CODE_CARRIERS": "own-fleet",
-        "OTP_ISSUER_MAX_DELIVERY_DAYS": "3",
-        "OTP_ISSUER_DELIVERY_WEEKDAYS": "mon,tue,wed,thu,fri,sat,sun",
-        "OTP_SCHEDULER_TICK_SECONDS": "0.05",
-        "OTP_VERIFIER_MAX_ATTEMPT_LAG_SECONDS": "1800",
-        "OTP_VERIFIER_PARK_SECONDS": "3",
-        "OTP_NOTIFIER_DEFER_BASE_SECONDS": "0.5",
-        "OTP_NOTIFIER_DEFER_MAX_SECONDS": "2",
-    }
+    env = namespace_env(stack_env, namespace, clock)
     asyncio.run(ensure_topics({"bootstrap_servers": env["OTP_KAFKA_BOOTSTRAP"]}, Topics(namespace).all_topics(), 6))
     processes = ServiceProcesses(env=env, log_dir=PROJECT_ROOT / ".stack" / "logs" / namespace, instances=1)
     processes.start()

@@ -4,6 +4,7 @@ watch every topic, read the customer's mailbox."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import uuid
 from collections.abc import Callable
@@ -37,7 +38,27 @@ from shared.events import (
     encode,
 )
 
-__all__ = ["Probe", "zone_with_local_hour"]
+__all__ = ["Probe", "namespace_env", "zone_with_local_hour"]
+
+
+def namespace_env(stack_env: dict[str, str], namespace: str, clock: ScaledClock) -> dict[str, str]:
+    """The services' settings for the integration tier: fast clock, small limits, one namespace."""
+    return {
+        **stack_env,
+        "OTP_NAMESPACE": namespace,
+        "OTP_CLOCK_START": clock.start.isoformat(),
+        "OTP_CLOCK_ANCHOR_UNIX": repr(clock.anchor_unix),
+        "OTP_CLOCK_SPEED": repr(clock.speed),
+        "OTP_ISSUER_THRESHOLDS": json.dumps({"BRL": "100.00", "EUR": "50.00"}),
+        "OTP_ISSUER_CODE_CARRIERS": "own-fleet",
+        "OTP_ISSUER_MAX_DELIVERY_DAYS": "3",
+        "OTP_ISSUER_DELIVERY_WEEKDAYS": "mon,tue,wed,thu,fri,sat,sun",
+        "OTP_SCHEDULER_TICK_SECONDS": "0.05",
+        "OTP_VERIFIER_MAX_ATTEMPT_LAG_SECONDS": "1800",
+        "OTP_VERIFIER_PARK_SECONDS": "3",
+        "OTP_NOTIFIER_DEFER_BASE_SECONDS": "0.5",
+        "OTP_NOTIFIER_DEFER_MAX_SECONDS": "2",
+    }
 
 
 def zone_with_local_hour(now: datetime, low: float, high: float) -> str:

@@ -28,28 +28,11 @@ from shared.events import Topics
 from shared.kafka.admin import ensure_topics
 from stack.environment import PROJECT_ROOT
 from stack.services import SERVICES, ServiceProcesses
-from tests.integration.harness import Probe
+from tests.integration.harness import Probe, namespace_env
 
 __all__ = ["IsolatedSystem", "RawRecord", "RawTap", "isolated_system", "namespace_env"]
 
 PARTITIONS = 6
-
-
-def namespace_env(stack_env: dict[str, str], namespace: str, clock: ScaledClock) -> dict[str, str]:
-    """The same settings as the session's services (conftest.services), in another namespace."""
-    return {
-        **stack_env,
-        "OTP_NAMESPACE": namespace,
-        "OTP_CLOCK_START": clock.start.isoformat(),
-        "OTP_CLOCK_ANCHOR_UNIX": repr(clock.anchor_unix),
-        "OTP_CLOCK_SPEED": repr(clock.speed),
-        "OTP_ISSUER_THRESHOLDS": json.dumps({"BRL": "100.00", "EUR": "50.00"}),
-        "OTP_ISSUER_CODE_CARRIERS": "own-fleet",
-        "OTP_ISSUER_MAX_DELIVERY_DAYS": "3",
-        "OTP_ISSUER_DELIVERY_WEEKDAYS": "mon,tue,wed,thu,fri,sat,sun",
-        "OTP_SCHEDULER_TICK_SECONDS": "0.05",
-        "OTP_VERIFIER_MAX_ATTEMPT_LAG_SECONDS": "1800",
-    }
 
 
 @dataclass(frozen=True)

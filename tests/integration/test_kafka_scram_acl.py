@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import json
 import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -42,7 +41,7 @@ from shared.events import HandoverDecided, NotificationSent, OtpIssued, Topics, 
 from shared.kafka.admin import ensure_topics
 from stack.environment import PROJECT_ROOT
 from stack.services import ServiceProcesses
-from tests.integration.harness import Probe, zone_with_local_hour
+from tests.integration.harness import Probe, namespace_env, zone_with_local_hour
 
 pytestmark = pytest.mark.integration
 
@@ -116,20 +115,12 @@ def secure_services(stack_env: dict[str, str], secure_kafka: SecureKafka, secure
                     clock: ScaledClock) -> Iterator[ServiceProcesses]:
     # Like the `services` fixture in conftest.py; only the Kafka settings differ.
     env = {
-        **stack_env,
-        "OTP_NAMESPACE": secure_topics.namespace,
+        **namespace_env(stack_env, secure_topics.namespace, clock),
         "OTP_KAFKA_BOOTSTRAP": secure_kafka.bootstrap,
         "OTP_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
         "OTP_KAFKA_SASL_MECHANISM": MECHANISM,
         "OTP_KAFKA_USERNAME": "services",
         "OTP_KAFKA_PASSWORD": secure_kafka.password("services"),
-        "OTP_CLOCK_START": clock.start.isoformat(),
-        "OTP_CLOCK_ANCHOR_UNIX": repr(clock.anchor_unix),
-        "OTP_CLOCK_SPEED": repr(clock.speed),
-        "OTP_ISSUER_THRESHOLDS": json.dumps({"BRL": "100.00", "EUR": "50.00"}),
-        "OTP_ISSUER_CODE_CARRIERS": "own-fleet",
-        "OTP_ISSUER_DELIVERY_WEEKDAYS": "mon,tue,wed,thu,fri,sat,sun",
-        "OTP_VERIFIER_MAX_ATTEMPT_LAG_SECONDS": "1800",
     }
     processes = ServiceProcesses(env=env, log_dir=PROJECT_ROOT / ".stack" / "logs" / secure_topics.namespace)
     processes.start()
