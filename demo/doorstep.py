@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import secrets
 import time
@@ -86,6 +87,9 @@ class Doorstep:
     scenarios: Counter[str] = field(default_factory=Counter)
     late_steps: Counter[str] = field(default_factory=Counter)
     _futures: dict[tuple[str, str], asyncio.Future[object]] = field(default_factory=dict)
+    _owed: dict[int, datetime] = field(default_factory=dict)  # per pending wait: since when the system owes it
+    _wait_numbers: itertools.count[int] = field(default_factory=itertools.count)
+    _running: int = 0
 
     # -- events coming back from the topics and the mailbox -------------------------
 
@@ -122,8 +126,24 @@ class Doorstep:
                 self._resolve("mail", received.code_id, received)
             await asyncio.sleep(0.02)
 
-    async def _wait(self, kind: str, key: str) -> object:
-        return await asyncio.wait_for(asyncio.shield(self._future(kind, key)), self.wait_seconds)
+    async def _wait(self, kind: str, key: str, owed_from: datetime | None = None) -> object:
+        """An answer from the system; it is owed from `owed_from` (by default: from now)."""
+        future = self._future(kind, key)
+        if future.done():
+            return future.result()
+        number = next(self._wait_numbers)
+        self._owed[number] = owed_from or self.clock.now()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.wait_seconds)
+        finally:
+            del self._owed[number]
+
+    def owed_since(self) -> list[datetime]:
+        """Per pending answer: from when the system owes it (in the future: not yet)."""
+        return list(self._owed.values())
+
+    def running(self) -> int:
+        return self._running
 
     async def _send(self, topic: str, value: bytes, key: bytes) -> None:
         """Upstream and the gateway keep trying while the broker is away (the chaos run restarts it)."""
@@ -144,11 +164,14 @@ class Doorstep:
 
     async def run_shipment(self, plan: OrderPlan) -> None:
         shipment_id = self.shipment_id(plan)
+        self._running += 1
         try:
             self.outcomes[shipment_id] = await self._run(plan, shipment_id)
         except TimeoutError:
             log.warning("shipment %s stuck", shipment_id)
             self.outcomes[shipment_id] = "stuck"
+        finally:
+            self._running -= 1
 
     async def _run(self, plan: OrderPlan, shipment_id: str) -> Outcome:
         await self.clock.sleep_until(plan.dispatched_at)
@@ -175,7 +198,8 @@ class Doorstep:
                 if _roll(plan, f"late-{issued.day_number}") < 0.1:
                     self.scenarios["code tried after its day ended"] += 1
                     await self._attempt_after_day_end(plan, issued, mail)
-            following = await self._wait("next", f"{shipment_id}|{issued.day_number}")
+            day_end = end_of_local_day(issued.delivery_date, issued.delivery_zone)
+            following = await self._wait("next", f"{shipment_id}|{issued.day_number}", owed_from=day_end)
             if isinstance(following, ShipmentReturned):
                 return "returned"
             assert isinstance(following, RedeliveryQueued)

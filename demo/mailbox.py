@@ -15,6 +15,8 @@ from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 
+from stack.smtp_sink import DELIVERY_JOURNAL
+
 __all__ = ["MailboxReader", "ReceivedCode", "code_from_text"]
 
 _CODE_LINE = re.compile(r"^[ \t]{2,}(\d{4,12})[ \t]*\r?$", re.MULTILINE)
@@ -37,29 +39,55 @@ def code_from_text(text: str) -> str | None:
 
 
 class MailboxReader:
-    """Incremental: each `poll` parses only the files it has not seen before."""
+    """Incremental: each `poll` parses only the messages it has not seen before.
+
+    With the sink's delivery journal next to the Maildir it reads only the journal's new
+    lines; without one (another server's Maildir) it lists new/ and cur/.
+    """
 
     def __init__(self, maildir: Path, code_id_prefix: str) -> None:
         self._new = maildir / "new"
         self._cur = maildir / "cur"
+        self._journal = maildir.parent / DELIVERY_JOURNAL
+        self._journal_offset = 0
         self._prefix = code_id_prefix
         self._seen: set[str] = set()
         self.by_code_id: dict[str, list[ReceivedCode]] = {}
 
     def poll(self) -> list[ReceivedCode]:
         fresh: list[ReceivedCode] = []
+        for path in self._journal_paths() if self._journal.exists() else self._listed_paths():
+            received = self._read(path)
+            if received is not None:
+                self.by_code_id.setdefault(received.code_id, []).append(received)
+                fresh.append(received)
+        return fresh
+
+    def _journal_paths(self) -> list[Path]:
+        with self._journal.open("rb") as journal:
+            if journal.seek(0, os.SEEK_END) < self._journal_offset:
+                self._journal_offset = 0  # the stack was reset: a new journal
+            journal.seek(self._journal_offset)
+            chunk = journal.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next poll
+        self._journal_offset += len(complete)
+        paths = []
+        for key in complete.decode("ascii").split():
+            if key not in self._seen:
+                self._seen.add(key)
+                paths.append(self._new / key)
+        return paths
+
+    def _listed_paths(self) -> list[Path]:
+        paths = []
         for folder in (self._new, self._cur):
             if not folder.is_dir():
                 continue
             with os.scandir(folder) as entries:
                 names = [entry.name for entry in entries if entry.name not in self._seen]
-            for name in names:
-                self._seen.add(name)
-                received = self._read(folder / name)
-                if received is not None:
-                    self.by_code_id.setdefault(received.code_id, []).append(received)
-                    fresh.append(received)
-        return fresh
+            self._seen.update(names)
+            paths += [folder / name for name in names]
+        return paths
 
     def _read(self, path: Path) -> ReceivedCode | None:
         try:

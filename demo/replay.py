@@ -20,8 +20,9 @@ from pathlib import Path
 from demo.doorstep import Doorstep
 from demo.mailbox import MailboxReader
 from demo.orders import OrderPlan
+from demo.pacing import PacedClock, Pacer
 from demo.tap import TopicTap
-from shared.clock import Clock, FileClock, ScaledClock, write_clock_file
+from shared.clock import Clock, ScaledClock
 from shared.crypto import load_keyring
 from shared.events import Topics
 from shared.kafka.admin import ensure_topics
@@ -41,7 +42,8 @@ class ReplayOptions:
     threshold: Decimal = Decimal("100.00")
     max_delivery_days: int = 4
     label: str = "demo"
-    pausable_clock: bool = False
+    paced: bool = False  # hold simulated time while the system owes the doorstep an answer (see demo.pacing)
+    pacing_grace: timedelta = timedelta(hours=1)
     wait_seconds: float = 60.0
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -70,9 +72,12 @@ async def _progress(replay: Replay, total: int, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 5)
         except TimeoutError:
             pass
+        held = ""
+        if isinstance(replay.clock, PacedClock):
+            held = f"  held {replay.clock.held_seconds:.0f}s{' (now)' if replay.clock.holds else ''}"
         print(f"  [{time.monotonic() - started:5.0f}s] simulated {replay.clock.now():%Y-%m-%d %H:%M} UTC  "
               f"dispatched {len(doorstep.dispatch_wall)}/{total}  settled {len(doorstep.outcomes)}  "
-              f"attempts {len(doorstep.attempts)}", flush=True)
+              f"attempts {len(doorstep.attempts)}{held}", flush=True)
 
 
 def _service_env(env: dict[str, str], namespace: str, options: ReplayOptions, speed: float,
@@ -116,10 +121,9 @@ async def replay(
     log_dir.mkdir(parents=True, exist_ok=True)
     clock: Clock
     clock_file: Path | None = None
-    if options.pausable_clock:
+    if options.paced:
         clock_file = log_dir / "clock.json"
-        write_clock_file(clock_file, start, anchor, speed)
-        clock = FileClock(clock_file)
+        clock = PacedClock(clock_file, start, anchor, speed)
         clock_settings = {"OTP_CLOCK_FILE": str(clock_file)}
     else:
         clock = ScaledClock(start, anchor, speed)
@@ -145,6 +149,9 @@ async def replay(
         await asyncio.to_thread(services.wait_started)
         helpers = [asyncio.create_task(tap.run(stop)), asyncio.create_task(doorstep.poll_mailbox(stop)),
                    asyncio.create_task(_progress(session, len(plans), stop))]
+        if isinstance(clock, PacedClock):
+            pacer = Pacer(clock, doorstep, options.pacing_grace)
+            helpers += [asyncio.create_task(clock.run(stop)), asyncio.create_task(pacer.run(stop))]
         if during is not None:
             helpers.append(asyncio.create_task(during(session, stop)))
         await asyncio.gather(*(doorstep.run_shipment(plan) for plan in plans))

@@ -20,11 +20,14 @@ __all__ = [
     "Clock",
     "FileClock",
     "FixedClock",
+    "ClockSegment",
     "ScaledClock",
     "SystemClock",
     "pause_clock",
+    "read_clock_file",
     "resume_clock",
     "write_clock_file",
+    "write_clock_segment",
 ]
 
 
@@ -88,12 +91,16 @@ class FixedClock:
 
 
 class FileClock:
-    """A scaled clock whose segment (start, anchor, speed) lives in a small JSON file.
+    """A scaled clock whose segment (start, anchor, speed, halt) lives in a small JSON file.
 
     Every process reading the same file agrees on "now", and whoever rewrites the file
-    can pause simulated time (speed 0) and resume it. The chaos run freezes time while a
-    fault is being recovered, so that lateness caused by the fault does not change who
-    gets their parcel: it tests exactly-once effects, not punctuality.
+    can hold simulated time and let it run again. The chaos run holds it while the system
+    still owes an answer, so that lateness caused by a fault (or by a busy machine) does
+    not change who gets their parcel: it tests exactly-once effects, not punctuality.
+
+    A hold is written as "run on until `halt_at`, then stand still", with `halt_at` a
+    little ahead of now: a reader that has not yet seen the new file is still right, so
+    no reader ever sees time run backwards.
     """
 
     _RECHECK_SECONDS = 0.02
@@ -102,7 +109,7 @@ class FileClock:
         self._path = path
         self._checked = 0.0
         self._mtime = -1.0
-        self._segment = ScaledClock(datetime.now(UTC), time.time(), 1.0)
+        self._segment = ClockSegment(ScaledClock(datetime.now(UTC), time.time(), 1.0), None)
         self._refresh(force=True)
 
     def _refresh(self, force: bool = False) -> None:
@@ -110,28 +117,22 @@ class FileClock:
         if not force and wall - self._checked < self._RECHECK_SECONDS:
             return
         self._checked = wall
-        mtime = self._path.stat().st_mtime
+        mtime = self._path.stat().st_mtime_ns
         if mtime != self._mtime:
-            document = json.loads(self._path.read_text())
-            self._segment = ScaledClock(
-                datetime.fromisoformat(document["start"]), float(document["anchor_unix"]), float(document["speed"])
-            )
+            self._segment = read_clock_file(self._path)
             self._mtime = mtime
 
     @property
     def speed(self) -> float:
         self._refresh()
-        return self._segment.speed
+        return self._segment.current_speed()
 
     def now(self) -> datetime:
         self._refresh()
-        segment = self._segment
-        if segment.speed == 0:
-            return segment.start
-        return segment.now()
+        return self._segment.now()
 
     async def sleep_until(self, instant: datetime) -> None:
-        # A pause can only make a sleeper wake early, never late, so it may sleep the whole
+        # A hold can only make a sleeper wake early, never late, so it may sleep the whole
         # remaining span and look again: thousands of sleepers then cost next to nothing.
         while True:
             remaining = (instant - self.now()).total_seconds()
@@ -141,18 +142,63 @@ class FileClock:
             await asyncio.sleep(0.5 if speed == 0 else min(remaining / speed, 5.0))
 
 
-def write_clock_file(path: Path, start: datetime, anchor_unix: float, speed: float) -> None:
+@dataclass(frozen=True)
+class ClockSegment:
+    """Scaled time that stands still once it reaches `halt_at` (if set)."""
+
+    running: ScaledClock
+    halt_at: datetime | None
+
+    def now(self) -> datetime:
+        if self.running.speed == 0:
+            return self.running.start
+        instant = self.running.now()
+        return instant if self.halt_at is None else min(instant, self.halt_at)
+
+    def current_speed(self) -> float:
+        if self.halt_at is not None and self.running.now() >= self.halt_at:
+            return 0.0
+        return self.running.speed
+
+    def held(self, lead_seconds: float) -> ClockSegment:
+        """The same run, halting `lead_seconds` of wall time from now."""
+        if self.running.speed == 0:
+            return self
+        halt_at = self.now() + timedelta(seconds=lead_seconds * self.running.speed)
+        return ClockSegment(self.running, halt_at if self.halt_at is None else min(halt_at, self.halt_at))
+
+    def resumed(self, speed: float) -> ClockSegment:
+        return ClockSegment(ScaledClock(self.now(), time.time(), speed), None)
+
+
+def read_clock_file(path: Path) -> ClockSegment:
+    document = json.loads(path.read_text())
+    running = ScaledClock(datetime.fromisoformat(document["start"]), float(document["anchor_unix"]),
+                          float(document["speed"]))
+    halt_at = document.get("halt_at")
+    return ClockSegment(running, datetime.fromisoformat(halt_at) if halt_at else None)
+
+
+def write_clock_file(path: Path, start: datetime, anchor_unix: float, speed: float,
+                     halt_at: datetime | None = None) -> None:
     """Atomically: a reader sees the old segment or the new one, never half of one."""
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps({"start": start.isoformat(), "anchor_unix": anchor_unix, "speed": speed}))
+    temporary.write_text(json.dumps({"start": start.isoformat(), "anchor_unix": anchor_unix, "speed": speed,
+                                     "halt_at": halt_at.isoformat() if halt_at else None}))
     os.replace(temporary, path)
 
 
+def write_clock_segment(path: Path, segment: ClockSegment) -> None:
+    running = segment.running
+    write_clock_file(path, running.start, running.anchor_unix, running.speed, segment.halt_at)
+
+
+HOLD_LEAD_SECONDS = 0.05  # well over FileClock's recheck interval, so every reader sees the hold in time
+
+
 def pause_clock(path: Path) -> None:
-    frozen = FileClock(path).now()
-    write_clock_file(path, frozen, time.time(), 0.0)
+    write_clock_segment(path, read_clock_file(path).held(HOLD_LEAD_SECONDS))
 
 
 def resume_clock(path: Path, speed: float) -> None:
-    frozen = FileClock(path).now()
-    write_clock_file(path, frozen, time.time(), speed)
+    write_clock_segment(path, read_clock_file(path).resumed(speed))

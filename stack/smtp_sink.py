@@ -26,6 +26,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 log = logging.getLogger("smtp_sink")
 
 REFUSAL = "451 4.3.0 temporarily refusing mail"
+# One line per stored message (its Maildir key), appended once the message is in new/:
+# a reader tails it instead of listing a folder that grows by thousands per run.
+DELIVERY_JOURNAL = "delivered.keys"
 
 
 class MaildirSink:
@@ -41,6 +44,7 @@ class MaildirSink:
         # The switch lives outside the Maildir so that Maildir readers never
         # see a stray file among the messages.
         self._refuse_flag = maildir.parent / "refuse"
+        self._journal = maildir.parent / DELIVERY_JOURNAL
 
     def refusing(self) -> bool:
         # Checked on every command rather than cached, so a test can flip it
@@ -71,6 +75,8 @@ class MaildirSink:
         # Maildir.add writes into tmp/ and then moves the file into new/, so a
         # reader polling new/ never sees a half-written message.
         key = self._box.add(stamped)
+        with self._journal.open("a", encoding="ascii") as journal:
+            journal.write(f"{key}\n")
         headers = BytesHeaderParser().parsebytes(raw)
         # Only the Message-ID and recipients: bodies carry one-time codes and
         # must not end up in a log file.

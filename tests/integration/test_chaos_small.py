@@ -19,8 +19,8 @@ pytestmark = pytest.mark.integration
 
 def test_a_small_chaos_run_loses_nothing_and_doubles_nothing(stack_env: dict[str, str], tmp_path):
     completed = subprocess.run(  # noqa: S603 - our own module
-        [sys.executable, "-m", "demo.chaos", "--from", "2018-01-01", "--to", "2018-01-06", "--copies", "1",
-         "--seconds-per-day", "1", "--kills", "6", "--broker-restarts", "0", "--database-restarts", "0",
+        [sys.executable, "-m", "demo.chaos", "--from", "2018-01-01", "--to", "2018-01-10", "--copies", "1",
+         "--seconds-per-day", "4", "--kills", "6", "--broker-restarts", "0", "--database-restarts", "0",
          "--smtp-outage-seconds", "5",
          "--report-dir", str(tmp_path)],
         cwd=PROJECT_ROOT, env={**os.environ, **stack_env}, capture_output=True, text=True,

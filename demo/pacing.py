@@ -1,0 +1,178 @@
+"""Simulated time that waits for the system: the chaos run's clock.
+
+A replay compares a calm run with a faulted one shipment by shipment, so lateness must
+not decide outcomes: a code emailed an hour late because an instance was just killed
+(or because two cores run eight services) would otherwise turn a handover into a
+redelivery. `PacedClock` is the replay's clock and the writer of the file the services
+read (see `shared.clock.FileClock`). The `Pacer` holds it whenever the doorstep has
+been owed an answer for longer than a simulated grace, and lets it run once the answer
+came: time then runs at the configured speed when the system keeps up and no faster
+than the system answers when it does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from shared.clock import HOLD_LEAD_SECONDS, ClockSegment, ScaledClock, write_clock_segment
+
+__all__ = ["Actors", "PacedClock", "Pacer"]
+
+
+class PacedClock:
+    """Scaled time with holds; in-process sleepers wake from one timer heap, not one poll each."""
+
+    _IDLE_SECONDS = 0.05
+
+    def __init__(self, path: Path, start: datetime, anchor_unix: float, speed: float) -> None:
+        self._path = path
+        self._speed = speed
+        self._segment = ClockSegment(ScaledClock(start, anchor_unix, speed), None)
+        self._holds: set[str] = set()
+        self._held_since: float | None = None
+        self.held_seconds = 0.0
+        self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self._sleeping = 0  # sleepers not yet back at work, including woken ones still to resume
+        self.skipped = timedelta(0)
+        self._order = itertools.count()
+        self._changed = asyncio.Event()
+        write_clock_segment(path, self._segment)
+
+    def now(self) -> datetime:
+        return self._segment.now()
+
+    @property
+    def holds(self) -> frozenset[str]:
+        return frozenset(self._holds)
+
+    def hold(self, reason: str) -> None:
+        if not self._holds:
+            self._segment = self._segment.held(HOLD_LEAD_SECONDS)
+            write_clock_segment(self._path, self._segment)
+            self._held_since = time.monotonic()
+        self._holds.add(reason)
+
+    def release(self, reason: str) -> None:
+        if reason not in self._holds:
+            return
+        self._holds.discard(reason)
+        if not self._holds:
+            self._segment = self._segment.resumed(self._speed)
+            write_clock_segment(self._path, self._segment)
+            if self._held_since is not None:
+                self.held_seconds += time.monotonic() - self._held_since
+            self._held_since = None
+            self._changed.set()
+
+    async def sleep_until(self, instant: datetime) -> None:
+        if self.now() >= instant:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (instant, next(self._order), future))
+        self._changed.set()
+        self._sleeping += 1
+        try:
+            await future
+        finally:
+            self._sleeping -= 1
+
+    def next_wake(self) -> datetime | None:
+        """The earliest instant a sleeper waits for; None while a woken sleeper has yet to resume."""
+        if self._sleeping != len(self._sleepers):
+            return None
+        return self._sleepers[0][0] if self._sleepers else None
+
+    @property
+    def sleeping(self) -> int:
+        return self._sleeping
+
+    def skip_to(self, instant: datetime) -> None:
+        """Jump ahead over a stretch in which nobody has anything to do."""
+        if self._holds or instant <= self.now():
+            return
+        self.skipped += instant - self.now()
+        self._segment = ClockSegment(ScaledClock(instant, time.time(), self._speed), None)
+        write_clock_segment(self._path, self._segment)
+        self._changed.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Wakes sleepers as their instants pass; runs for the whole replay."""
+        while not stop.is_set():
+            now = self.now()
+            while self._sleepers and self._sleepers[0][0] <= now:
+                _, _, future = heapq.heappop(self._sleepers)
+                if not future.done():
+                    future.set_result(None)
+            delay = self._IDLE_SECONDS
+            speed = self._segment.current_speed()
+            if self._sleepers and speed > 0:
+                delay = min(delay, (self._sleepers[0][0] - now).total_seconds() / speed)
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), max(delay, 0.0005))
+            except TimeoutError:
+                pass
+
+
+class Actors(Protocol):
+    """What the pacer needs to know about the doorstep's shipments."""
+
+    def owed_since(self) -> list[datetime]:
+        """Per pending answer: from when the system owes it (in the future: not yet)."""
+        ...
+
+    def running(self) -> int:
+        """Shipments not yet settled; each is either sleeping, waiting for an answer, or at work."""
+        ...
+
+
+class Pacer:
+    """Holds the clock while the oldest owed answer is older than `grace` of simulated time,
+    and skips stretches of simulated time in which nobody has anything to do.
+
+    A skip never passes an instant someone sleeps until or from which an answer will be
+    owed (the end of a delivery day), and happens only while every shipment is asleep or
+    waiting for a future instant: so it changes when things happen in wall time, never
+    what happens. It keeps a long tail of late deliveries from costing minutes.
+    """
+
+    _CHECK_SECONDS = 0.01
+
+    def __init__(self, clock: PacedClock, actors: Actors, grace: timedelta,
+                 skip_over: timedelta = timedelta(hours=3), skip_margin: timedelta = timedelta(hours=1)) -> None:
+        self._clock = clock
+        self._actors = actors
+        self._grace = grace
+        self._skip_over = skip_over
+        self._skip_margin = skip_margin
+
+    def step(self) -> None:
+        now = self._clock.now()
+        owed = self._actors.owed_since()
+        oldest = min(owed, default=None)
+        if oldest is not None and now - oldest > self._grace:
+            self._clock.hold("owed")
+            return
+        self._clock.release("owed")
+        if oldest is not None and oldest <= now:
+            return  # an answer is on its way
+        next_wake = self._clock.next_wake()
+        if next_wake is None or self._actors.running() != self._clock.sleeping + len(owed):
+            return  # someone is at work, or just woke up
+        due = min(next_wake, oldest) if oldest is not None else next_wake
+        if due - now > self._skip_over:
+            self._clock.skip_to(due - self._skip_margin)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                self.step()
+                await asyncio.sleep(self._CHECK_SECONDS)
+        finally:
+            self._clock.release("owed")
