@@ -4,7 +4,7 @@ PYTHON := .venv/bin/python
 STAMP := .venv/.installed
 ENV := . stack/env.sh &&
 
-.PHONY: setup up down status reset demo test unit integration lint audit chaos replay
+.PHONY: setup up down status reset demo test unit integration lint audit chaos replay bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv .venv
@@ -52,3 +52,6 @@ chaos: up
 
 audit: up
 	$(ENV) $(PYTHON) -m demo.audit $(or $(ARGS),--from 2018-01-01 --to 2018-01-20)
+
+bench: up
+	$(ENV) $(PYTHON) -m tests.bench $(ARGS)

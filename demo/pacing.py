@@ -26,14 +26,22 @@ __all__ = ["Actors", "PacedClock", "Pacer"]
 
 
 class PacedClock:
-    """Scaled time with holds; in-process sleepers wake from one timer heap, not one poll each."""
+    """Scaled time with holds; in-process sleepers wake from one timer heap, not one poll each.
+
+    A new segment that moves time on (a resume, a skip) is written for the services at
+    once but adopted here only after every reader has had time to see it, so the doorstep
+    never stamps an event at an instant the services' clocks have not reached yet.
+    """
 
     _IDLE_SECONDS = 0.05
+    _ADOPT_AFTER_SECONDS = 0.04  # over FileClock's recheck interval
 
     def __init__(self, path: Path, start: datetime, anchor_unix: float, speed: float) -> None:
         self._path = path
         self._speed = speed
         self._segment = ClockSegment(ScaledClock(start, anchor_unix, speed), None)
+        self._written = self._segment  # the newest segment, adopted here once `_adopt_at` passed
+        self._adopt_at = 0.0
         self._holds: set[str] = set()
         self._held_since: float | None = None
         self.held_seconds = 0.0
@@ -44,8 +52,22 @@ class PacedClock:
         self._changed = asyncio.Event()
         write_clock_segment(path, self._segment)
 
+    def _current(self) -> ClockSegment:
+        if self._written is not self._segment and time.monotonic() >= self._adopt_at:
+            self._segment = self._written
+        return self._segment
+
+    def _write(self, segment: ClockSegment, adopt_now: bool) -> None:
+        write_clock_segment(self._path, segment)
+        self._written = segment
+        if adopt_now:
+            self._segment = segment
+        else:
+            self._adopt_at = time.monotonic() + self._ADOPT_AFTER_SECONDS
+        self._changed.set()
+
     def now(self) -> datetime:
-        return self._segment.now()
+        return self._current().now()
 
     @property
     def holds(self) -> frozenset[str]:
@@ -53,8 +75,9 @@ class PacedClock:
 
     def hold(self, reason: str) -> None:
         if not self._holds:
-            self._segment = self._segment.held(HOLD_LEAD_SECONDS)
-            write_clock_segment(self._path, self._segment)
+            # A hold only ever stops time later than now, so here it takes effect at once.
+            held = self._written.held(HOLD_LEAD_SECONDS)
+            self._write(held, adopt_now=self._written is self._segment)
             self._held_since = time.monotonic()
         self._holds.add(reason)
 
@@ -63,12 +86,10 @@ class PacedClock:
             return
         self._holds.discard(reason)
         if not self._holds:
-            self._segment = self._segment.resumed(self._speed)
-            write_clock_segment(self._path, self._segment)
+            self._write(self._written.resumed(self._speed), adopt_now=False)
             if self._held_since is not None:
                 self.held_seconds += time.monotonic() - self._held_since
             self._held_since = None
-            self._changed.set()
 
     async def sleep_until(self, instant: datetime) -> None:
         if self.now() >= instant:
@@ -94,12 +115,10 @@ class PacedClock:
 
     def skip_to(self, instant: datetime) -> None:
         """Jump ahead over a stretch in which nobody has anything to do."""
-        if self._holds or instant <= self.now():
+        if self._holds or self._written is not self._segment or instant <= self.now():
             return
         self.skipped += instant - self.now()
-        self._segment = ClockSegment(ScaledClock(instant, time.time(), self._speed), None)
-        write_clock_segment(self._path, self._segment)
-        self._changed.set()
+        self._write(ClockSegment(ScaledClock(instant, time.time(), self._speed), None), adopt_now=False)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Wakes sleepers as their instants pass; runs for the whole replay."""
@@ -110,7 +129,9 @@ class PacedClock:
                 if not future.done():
                     future.set_result(None)
             delay = self._IDLE_SECONDS
-            speed = self._segment.current_speed()
+            if self._written is not self._segment:
+                delay = max(self._adopt_at - time.monotonic(), 0.0)
+            speed = self._current().current_speed()
             if self._sleepers and speed > 0:
                 delay = min(delay, (self._sleepers[0][0] - now).total_seconds() / speed)
             self._changed.clear()

@@ -90,9 +90,14 @@ def decide_attempt(
     receiver_kind: Literal["customer", "neighbour"],
     at: datetime,
     courier_problem: RejectionReason | None = None,
+    stamped_at: datetime | None = None,
 ) -> Decision:
     """`courier_problem` is what `check_assignment` (or a block on the courier) found: it is
-    answered before anything about the parcel is revealed, and uses up no try."""
+    answered before anything about the parcel is revealed, and uses up no try.
+
+    `stamped_at` is the terminal's own time for the attempt. `at` never runs ahead of our
+    clock, but a terminal that itself says the code's day was over is believed: clocks
+    disagree by a little, and a code must never count past its end (fail closed)."""
     if shipment is None:
         return _reject(RejectionReason.UNKNOWN_SHIPMENT, None)
     if not shipment.code_required:
@@ -106,7 +111,7 @@ def decide_attempt(
         return _reject(RejectionReason.ALREADY_DELIVERED, code)
     if shipment.returned:
         return _reject(RejectionReason.RETURNED, code)
-    if code.status is CodeStatus.EXPIRED or at >= code.valid_until:
+    if code.status is CodeStatus.EXPIRED or max(at, stamped_at or at) >= code.valid_until:
         return _reject(RejectionReason.EXPIRED, code)
     if code.status is CodeStatus.LOCKED:
         return _reject(RejectionReason.LOCKED, code)

@@ -204,7 +204,8 @@ class VerifierHandlers:
         match = _match(self.hash_keys, codes, shipment, candidate)
         at = domain.effective_attempt_time(event.attempted_at, received_at, self.max_attempt_lag)
         problem = await self._courier_problem(repository, event, codes, shipment, at)
-        decision = domain.decide_attempt(shipment, match, event.receiver.kind, at, problem)
+        decision = domain.decide_attempt(shipment, match, event.receiver.kind, at, problem,
+                                          stamped_at=event.attempted_at)
         if decision.code is not None:
             received_by: dict[str, Any] | None = None
             if decision.accepted:

@@ -107,9 +107,14 @@ def test_the_pacer_skips_idle_stretches_but_never_past_a_sleeper_or_a_coming_deb
         assert clock.now() < START + timedelta(hours=1)
         at_work[0] = 0
         pacer.step()
+        before = clock.now()
+        assert FileClock(tmp_path / "clock.json").now() > day_end - timedelta(hours=1)  # the services first
+        assert before < START + timedelta(hours=1)
+        await asyncio.sleep(0.06)  # then here, once every reader has seen it
         assert day_end - timedelta(hours=1) <= clock.now() < day_end  # up to the debt, not past it
         owed.clear()
         pacer.step()
+        await asyncio.sleep(0.06)
         assert START + timedelta(days=5) - timedelta(hours=1) <= clock.now() < START + timedelta(days=5)
         await asyncio.wait_for(sleeper, 2)
         runner.cancel()

@@ -71,6 +71,16 @@ def test_a_back_dated_attempt_counts_as_made_at_most_the_lag_ago():
     assert effective_attempt_time(now + timedelta(hours=1), now, timedelta(minutes=15)) == now
 
 
+def test_a_code_the_terminal_itself_stamps_after_its_end_is_expired_though_our_clock_lags():
+    just_before = UNTIL - timedelta(seconds=5)  # our clock has not reached the end yet
+    late_stamp = UNTIL + timedelta(seconds=30)
+    at = effective_attempt_time(late_stamp, just_before, timedelta(minutes=15))
+    assert at == just_before
+    decision = decide_attempt(SHIPMENT, "current", "customer", at, stamped_at=late_stamp)
+    assert decision.reason is RejectionReason.EXPIRED and not decision.accepted
+    assert decide_attempt(SHIPMENT, "current", "customer", at, stamped_at=just_before - timedelta(hours=1)).accepted
+
+
 def test_only_the_assigned_courier_and_terminal_once_out_for_delivery():
     from services.verifier.domain import Assignment, check_assignment
 
