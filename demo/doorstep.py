@@ -186,18 +186,25 @@ class Doorstep:
             assert isinstance(mail, ReceivedCode)
             await self._out_for_delivery(plan, issued)
             at_home = plan.handed_over_on is not None and issued.delivery_date >= plan.handed_over_on
+            # An attempt meant to be refused that is accepted all the same hands the parcel
+            # over: the run goes on and the report counts the broken rule, instead of
+            # waiting for a next day that will never come.
             if at_home:
                 if issued.day_number > 1 and previous_code and _roll(plan, "old-code") < 0.3:
                     self.scenarios["old code after redelivery"] += 1
-                    await self._attempt(plan, issued, previous_code, "old code after redelivery", "superseded",
-                                        "customer")
+                    old = await self._attempt(plan, issued, previous_code, "old code after redelivery", "superseded",
+                                              "customer")
+                    if old.outcome == "accepted":
+                        return "delivered"
                 if await self._at_the_door(plan, issued, mail):
                     return "delivered"
             else:
                 self.scenarios["nobody at home"] += 1
                 if _roll(plan, f"late-{issued.day_number}") < 0.1:
                     self.scenarios["code tried after its day ended"] += 1
-                    await self._attempt_after_day_end(plan, issued, mail)
+                    late = await self._attempt_after_day_end(plan, issued, mail)
+                    if late.outcome == "accepted":
+                        return "delivered"
             day_end = end_of_local_day(issued.delivery_date, issued.delivery_zone)
             following = await self._wait("next", f"{shipment_id}|{issued.day_number}", owed_from=day_end)
             if isinstance(following, ShipmentReturned):
@@ -219,16 +226,17 @@ class Doorstep:
         elif scenario == "wrong until locked":
             for _ in range(issued.max_attempts):
                 await self._attempt(plan, issued, None, "wrong until locked", "wrong_code", "customer")
-            await self._attempt(plan, issued, mail, "wrong until locked", "locked", "customer")
-            return False
+            final = await self._attempt(plan, issued, mail, "wrong until locked", "locked", "customer")
+            return final.outcome == "accepted"
         else:
             decided = await self._attempt(plan, issued, mail, "customer at home", "accepted", "customer")
         return decided.outcome == "accepted"
 
-    async def _attempt_after_day_end(self, plan: OrderPlan, issued: OtpIssued, mail: ReceivedCode) -> None:
+    async def _attempt_after_day_end(self, plan: OrderPlan, issued: OtpIssued,
+                                     mail: ReceivedCode) -> HandoverDecided:
         after_end = end_of_local_day(issued.delivery_date, issued.delivery_zone) + timedelta(seconds=30)
         await self.clock.sleep_until(after_end)
-        await self._attempt(plan, issued, mail, "code tried after its day ended", "expired", "customer",
+        return await self._attempt(plan, issued, mail, "code tried after its day ended", "expired", "customer",
                             attempted_at=after_end)
 
     async def _attempt(

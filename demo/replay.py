@@ -75,7 +75,8 @@ async def _progress(replay: Replay, total: int, stop: asyncio.Event) -> None:
         held = ""
         if isinstance(replay.clock, PacedClock):
             held = f"  held {replay.clock.held_seconds:.0f}s{' (now)' if replay.clock.holds else ''}"
-        print(f"  [{time.monotonic() - started:5.0f}s] simulated {replay.clock.now():%Y-%m-%d %H:%M} UTC  "
+        simulated = replay.clock.now().astimezone(UTC)
+        print(f"  [{time.monotonic() - started:5.0f}s] simulated {simulated:%Y-%m-%d %H:%M} UTC  "
               f"dispatched {len(doorstep.dispatch_wall)}/{total}  settled {len(doorstep.outcomes)}  "
               f"attempts {len(doorstep.attempts)}{held}", flush=True)
 
