@@ -19,6 +19,8 @@ import secrets
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
@@ -131,10 +133,16 @@ class Doorstep:
         future = self._future(kind, key)
         if future.done():
             return future.result()
-        number = next(self._wait_numbers)
-        self._owed[number] = owed_from or self.clock.now()
-        try:
+        with self._owing(owed_from or self.clock.now()):
             return await asyncio.wait_for(asyncio.shield(future), self.wait_seconds)
+
+    @contextmanager
+    def _owing(self, since: datetime) -> Iterator[None]:
+        """Marks a step the simulation is stuck on until the system (or the broker) answers."""
+        number = next(self._wait_numbers)
+        self._owed[number] = since
+        try:
+            yield
         finally:
             del self._owed[number]
 
@@ -146,16 +154,18 @@ class Doorstep:
         return self._running
 
     async def _send(self, topic: str, value: bytes, key: bytes) -> None:
-        """Upstream and the gateway keep trying while the broker is away (the chaos run restarts it)."""
+        """Upstream and the gateway keep trying while the broker is away (the chaos run restarts
+        it); until the broker has the event, the simulation is owed it like any answer."""
         backoff = 0.2
-        while True:
-            try:
-                await self.producer.send_and_wait(topic, value, key=key)
-                return
-            except KafkaError as exc:
-                log.warning("publish to %s failed (%s), retrying", topic, type(exc).__name__)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 3.0)
+        with self._owing(self.clock.now()):
+            while True:
+                try:
+                    await self.producer.send_and_wait(topic, value, key=key)
+                    return
+                except KafkaError as exc:
+                    log.warning("publish to %s failed (%s), retrying", topic, type(exc).__name__)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 3.0)
 
     # -- one shipment, from the warehouse to the door ---------------------------------
 

@@ -34,10 +34,9 @@ async def lean_reset(conn: asyncpg.Connection) -> None:
     That query (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) is one more round trip
     per transaction, i.e. per consumed event. It undoes nothing here: every lock is
     transaction-scoped, settings are SET LOCAL, nothing listens and no cursor outlives
-    its transaction. A transaction left open by an error is still rolled back.
+    its transaction. asyncpg still rolls back a transaction left open before it calls
+    this (`tests/integration/test_pool.py` shows both).
     """
-    if conn.is_in_transaction():
-        await conn.execute("ROLLBACK")
 
 
 async def create_pool(dsn: str, schema: str, max_size: int, attempts: int = 30, lean: bool = True) -> asyncpg.Pool:
