@@ -72,10 +72,14 @@ class MailboxReader:
         complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next poll
         self._journal_offset += len(complete)
         paths = []
-        for key in complete.decode("ascii").split():
-            if key not in self._seen:
-                self._seen.add(key)
-                paths.append(self._new / key)
+        for line in complete.decode("utf-8", errors="replace").splitlines():
+            key, _, code_id = line.partition(" ")
+            if not key or key in self._seen:
+                continue
+            self._seen.add(key)
+            if code_id and code_id != "-" and not code_id.startswith(self._prefix):
+                continue  # another run's message: not worth opening
+            paths.append(self._new / key)
         return paths
 
     def _listed_paths(self) -> list[Path]:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 
 from shared.errors import BadEvent
 from shared.events import Envelope, Event, Topics, decode
 
 __all__ = ["ObservedEvent", "TopicTap"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,12 @@ class TopicTap:
         await consumer.start()
         try:
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=100, max_records=2000)
+                try:
+                    batch = await consumer.getmany(timeout_ms=100, max_records=2000)
+                except KafkaError as exc:  # the chaos run restarts the broker: keep reading
+                    log.warning("tap: fetch failed (%s), retrying", type(exc).__name__)
+                    await asyncio.sleep(0.5)
+                    continue
                 now = time.time()
                 for records in batch.values():
                     for record in records:

@@ -26,8 +26,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 log = logging.getLogger("smtp_sink")
 
 REFUSAL = "451 4.3.0 temporarily refusing mail"
-# One line per stored message (its Maildir key), appended once the message is in new/:
-# a reader tails it instead of listing a folder that grows by thousands per run.
+# One line per stored message, appended once the message is in new/: its Maildir key and
+# its X-Delivery-Code-Id (an id, never the code), so a reader tails one file and opens
+# only its own messages instead of listing and parsing a folder of tens of thousands.
 DELIVERY_JOURNAL = "delivered.keys"
 
 
@@ -75,9 +76,10 @@ class MaildirSink:
         # Maildir.add writes into tmp/ and then moves the file into new/, so a
         # reader polling new/ never sees a half-written message.
         key = self._box.add(stamped)
-        with self._journal.open("a", encoding="ascii") as journal:
-            journal.write(f"{key}\n")
         headers = BytesHeaderParser().parsebytes(raw)
+        code_id = "".join(str(headers.get("X-Delivery-Code-Id", "-")).split()) or "-"
+        with self._journal.open("a", encoding="utf-8") as journal:
+            journal.write(f"{key} {code_id}\n")
         # Only the Message-ID and recipients: bodies carry one-time codes and
         # must not end up in a log file.
         log.info(

@@ -15,11 +15,12 @@ def _message(code_id: str, code: str) -> bytes:
             f"Content-Type: text/plain; charset=utf-8\n\nYour code:\n\n    {code}\n\nThanks\n").encode()
 
 
-def _store(root: Path, raw: bytes, journal: bool) -> None:
+def _store(root: Path, raw: bytes, journal: bool, code_id: str = "") -> str:
     key = mailbox.Maildir(root / "Maildir", factory=None, create=True).add(raw)
     if journal:
         with (root / DELIVERY_JOURNAL).open("a") as file:
-            file.write(f"{key}\n")
+            file.write(f"{key} {code_id}\n" if code_id else f"{key}\n")
+    return key
 
 
 def test_reads_each_of_its_own_messages_once_from_the_journal(tmp_path):
@@ -51,3 +52,11 @@ def test_without_a_journal_it_lists_the_folders(tmp_path):
     reader = MailboxReader(tmp_path / "Maildir", code_id_prefix="run1-")
     assert [item.code for item in reader.poll()] == ["123456"]
     assert reader.poll() == []
+
+
+def test_another_runs_message_named_in_the_journal_is_skipped(tmp_path):
+    other = _store(tmp_path, _message("other-s9.d1", "999999"), journal=True, code_id="other-s9.d1")
+    (tmp_path / "Maildir" / "new" / other).write_bytes(b"not an email at all")  # would not parse
+    _store(tmp_path, _message("run1-s1.d1", "123456"), journal=True, code_id="run1-s1.d1")
+    reader = MailboxReader(tmp_path / "Maildir", code_id_prefix="run1-")
+    assert [item.code_id for item in reader.poll()] == ["run1-s1.d1"]
