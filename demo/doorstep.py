@@ -140,7 +140,7 @@ class Doorstep:
     def _owing(self, since: datetime) -> Iterator[None]:
         """Marks a step the simulation is stuck on until the system (or the broker) answers."""
         number = next(self._wait_numbers)
-        self._owed[number] = since
+        self._owed[number] = since.astimezone(UTC)
         try:
             yield
         finally:

@@ -16,7 +16,7 @@ import asyncio
 import heapq
 import itertools
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -39,7 +39,9 @@ class PacedClock:
     def __init__(self, path: Path, start: datetime, anchor_unix: float, speed: float) -> None:
         self._path = path
         self._speed = speed
-        self._segment = ClockSegment(ScaledClock(start, anchor_unix, speed), None)
+        # UTC throughout: arithmetic on a zone-aware instant is wall-clock arithmetic, which
+        # gains or loses an hour across a daylight-saving change.
+        self._segment = ClockSegment(ScaledClock(start.astimezone(UTC), anchor_unix, speed), None)
         self._written = self._segment  # the newest segment, adopted here once `_adopt_at` passed
         self._adopt_at = 0.0
         self._holds: set[str] = set()
@@ -92,6 +94,7 @@ class PacedClock:
             self._held_since = None
 
     async def sleep_until(self, instant: datetime) -> None:
+        instant = instant.astimezone(UTC)
         if self.now() >= instant:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -115,6 +118,7 @@ class PacedClock:
 
     def skip_to(self, instant: datetime) -> None:
         """Jump ahead over a stretch in which nobody has anything to do."""
+        instant = instant.astimezone(UTC)
         if self._holds or self._written is not self._segment or instant <= self.now():
             return
         self.skipped += instant - self.now()

@@ -164,11 +164,11 @@ class ClockSegment:
         """The same run, halting `lead_seconds` of wall time from now."""
         if self.running.speed == 0:
             return self
-        halt_at = self.now() + timedelta(seconds=lead_seconds * self.running.speed)
+        halt_at = self.now().astimezone(UTC) + timedelta(seconds=lead_seconds * self.running.speed)
         return ClockSegment(self.running, halt_at if self.halt_at is None else min(halt_at, self.halt_at))
 
     def resumed(self, speed: float) -> ClockSegment:
-        return ClockSegment(ScaledClock(self.now(), time.time(), speed), None)
+        return ClockSegment(ScaledClock(self.now().astimezone(UTC), time.time(), speed), None)
 
 
 def read_clock_file(path: Path) -> ClockSegment:

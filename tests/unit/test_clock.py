@@ -120,3 +120,18 @@ def test_the_pacer_skips_idle_stretches_but_never_past_a_sleeper_or_a_coming_deb
         runner.cancel()
 
     asyncio.run(scenario())
+
+
+def test_the_paced_clock_counts_in_utc_across_a_daylight_saving_change(tmp_path):
+    from zoneinfo import ZoneInfo
+
+    sao_paulo = ZoneInfo("America/Sao_Paulo")  # summer time ended at local midnight 2018-02-18
+    before_change = datetime(2018, 2, 17, 22, 0, tzinfo=sao_paulo)  # 00:00 UTC
+    clock = PacedClock(tmp_path / "clock.json", before_change, time.time(), SPEED)
+    clock.skip_to(datetime(2018, 2, 17, 23, 0, tzinfo=sao_paulo))  # 01:00 UTC
+    time.sleep(0.05)
+    now = clock.now()
+    assert now.tzinfo is UTC
+    assert datetime(2018, 2, 18, 1, 0, tzinfo=UTC) <= now < datetime(2018, 2, 18, 1, 30, tzinfo=UTC)
+    # Two wall-clock hours later it is 02:00 at -03:00, i.e. 05:00 UTC: three real hours on.
+    assert (datetime(2018, 2, 18, 2, 0, tzinfo=sao_paulo) - now).total_seconds() > 2.5 * 3600
