@@ -33,15 +33,20 @@ class PacedClock:
     never stamps an event at an instant the services' clocks have not reached yet.
     """
 
-    _IDLE_SECONDS = 0.05
+    _IDLE_SECONDS = 0.02
     _ADOPT_AFTER_SECONDS = 0.04  # over FileClock's recheck interval
+    # Time runs on a lease this process keeps renewing: if it stalls (two cores shared with
+    # eight services), time stops for everyone within the lease instead of running on while
+    # nobody here can act.
+    _LEASE_SECONDS = 0.15
+    _RENEW_WHEN_LEFT_SECONDS = 0.1
 
     def __init__(self, path: Path, start: datetime, anchor_unix: float, speed: float) -> None:
         self._path = path
         self._speed = speed
         # UTC throughout: arithmetic on a zone-aware instant is wall-clock arithmetic, which
         # gains or loses an hour across a daylight-saving change.
-        self._segment = ClockSegment(ScaledClock(start.astimezone(UTC), anchor_unix, speed), None)
+        self._segment = self._leased(ScaledClock(start.astimezone(UTC), anchor_unix, speed))
         self._written = self._segment  # the newest segment, adopted here once `_adopt_at` passed
         self._adopt_at = 0.0
         self._holds: set[str] = set()
@@ -50,6 +55,7 @@ class PacedClock:
         self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
         self._sleeping = 0  # sleepers not yet back at work, including woken ones still to resume
         self.skipped = timedelta(0)
+        self.stalls = 0  # leases that ran out before this process renewed them
         self._order = itertools.count()
         self._changed = asyncio.Event()
         write_clock_segment(path, self._segment)
@@ -71,6 +77,24 @@ class PacedClock:
     def now(self) -> datetime:
         return self._current().now()
 
+    def _leased(self, running: ScaledClock) -> ClockSegment:
+        return ClockSegment(running, running.now() + timedelta(seconds=self._LEASE_SECONDS * running.speed))
+
+    def renew(self) -> None:
+        """Extends the lease; after a stall, time resumes from where the lease stopped it."""
+        if self._holds or self._written is not self._segment:
+            return
+        segment = self._segment
+        running_now = segment.running.now()
+        if segment.halt_at is not None and running_now >= segment.halt_at:
+            self.stalls += 1
+            self._write(self._leased(segment.resumed(self._speed).running), adopt_now=False)
+        elif segment.halt_at is None or (segment.halt_at - running_now).total_seconds() < (
+                self._RENEW_WHEN_LEFT_SECONDS * self._speed):
+            # Moving a halt later is safe to adopt at once: a reader that has not seen it yet
+            # stands still a little early, never ahead of this process.
+            self._write(self._leased(segment.running), adopt_now=True)
+
     @property
     def holds(self) -> frozenset[str]:
         return frozenset(self._holds)
@@ -88,7 +112,7 @@ class PacedClock:
             return
         self._holds.discard(reason)
         if not self._holds:
-            self._write(self._written.resumed(self._speed), adopt_now=False)
+            self._write(self._leased(self._written.resumed(self._speed).running), adopt_now=False)
             if self._held_since is not None:
                 self.held_seconds += time.monotonic() - self._held_since
             self._held_since = None
@@ -122,11 +146,12 @@ class PacedClock:
         if self._holds or self._written is not self._segment or instant <= self.now():
             return
         self.skipped += instant - self.now()
-        self._write(ClockSegment(ScaledClock(instant, time.time(), self._speed), None), adopt_now=False)
+        self._write(self._leased(ScaledClock(instant, time.time(), self._speed)), adopt_now=False)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Wakes sleepers as their instants pass; runs for the whole replay."""
         while not stop.is_set():
+            self.renew()
             now = self.now()
             while self._sleepers and self._sleepers[0][0] <= now:
                 _, _, future = heapq.heappop(self._sleepers)

@@ -135,3 +135,16 @@ def test_the_paced_clock_counts_in_utc_across_a_daylight_saving_change(tmp_path)
     assert datetime(2018, 2, 18, 1, 0, tzinfo=UTC) <= now < datetime(2018, 2, 18, 1, 30, tzinfo=UTC)
     # Two wall-clock hours later it is 02:00 at -03:00, i.e. 05:00 UTC: three real hours on.
     assert (datetime(2018, 2, 18, 2, 0, tzinfo=sao_paulo) - now).total_seconds() > 2.5 * 3600
+
+
+def test_time_stops_when_the_pacing_process_stalls_and_resumes_where_it_stopped(tmp_path):
+    clock = PacedClock(tmp_path / "clock.json", START, time.time(), SPEED)
+    time.sleep(0.3)  # nobody renews the lease: a stalled process
+    stopped = clock.now()
+    assert stopped - START <= timedelta(seconds=0.16 * SPEED)
+    assert FileClock(tmp_path / "clock.json").now() == stopped  # the services stopped there too
+    clock.renew()
+    assert clock.stalls == 1
+    time.sleep(0.06)
+    resumed = clock.now()
+    assert stopped < resumed < stopped + timedelta(seconds=0.1 * SPEED)  # on from the stop, no jump
