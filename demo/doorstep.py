@@ -247,7 +247,7 @@ class Doorstep:
         after_end = end_of_local_day(issued.delivery_date, issued.delivery_zone) + timedelta(seconds=30)
         await self.clock.sleep_until(after_end)
         return await self._attempt(plan, issued, mail, "code tried after its day ended", "expired", "customer",
-                            attempted_at=after_end)
+                                   attempted_at=after_end)
 
     async def _attempt(
         self,

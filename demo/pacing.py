@@ -54,7 +54,6 @@ class PacedClock:
         self.held_seconds = 0.0
         self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
         self._sleeping = 0  # sleepers not yet back at work, including woken ones still to resume
-        self.skipped = timedelta(0)
         self.stalls = 0  # leases that ran out before this process renewed them
         self._order = itertools.count()
         self._changed = asyncio.Event()
@@ -145,7 +144,6 @@ class PacedClock:
         instant = instant.astimezone(UTC)
         if self._holds or self._written is not self._segment or instant <= self.now():
             return
-        self.skipped += instant - self.now()
         self._write(self._leased(ScaledClock(instant, time.time(), self._speed)), adopt_now=False)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -23,9 +23,7 @@ __all__ = [
     "ClockSegment",
     "ScaledClock",
     "SystemClock",
-    "pause_clock",
     "read_clock_file",
-    "resume_clock",
     "write_clock_file",
     "write_clock_segment",
 ]
@@ -194,11 +192,3 @@ def write_clock_segment(path: Path, segment: ClockSegment) -> None:
 
 
 HOLD_LEAD_SECONDS = 0.05  # well over FileClock's recheck interval, so every reader sees the hold in time
-
-
-def pause_clock(path: Path) -> None:
-    write_clock_segment(path, read_clock_file(path).held(HOLD_LEAD_SECONDS))
-
-
-def resume_clock(path: Path, speed: float) -> None:
-    write_clock_segment(path, read_clock_file(path).resumed(speed))

@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from demo.pacing import PacedClock, Pacer
-from shared.clock import ClockSegment, FileClock, ScaledClock, pause_clock, resume_clock, write_clock_file
+from shared.clock import (
+    HOLD_LEAD_SECONDS,
+    ClockSegment,
+    FileClock,
+    ScaledClock,
+    read_clock_file,
+    write_clock_file,
+    write_clock_segment,
+)
 
 START = datetime(2018, 1, 1, tzinfo=UTC)
 SPEED = 3600.0  # a simulated hour per wall second
@@ -38,11 +46,11 @@ def test_file_clock_readers_never_see_time_go_back_across_a_hold(tmp_path):
     write_clock_file(path, START, time.time(), SPEED)
     reader = FileClock(path)
     seen = [reader.now()]
-    pause_clock(path)
+    write_clock_segment(path, read_clock_file(path).held(HOLD_LEAD_SECONDS))
     for _ in range(20):
         seen.append(reader.now())
         time.sleep(0.01)
-    resume_clock(path, SPEED)
+    write_clock_segment(path, read_clock_file(path).resumed(SPEED))
     time.sleep(0.05)
     seen.append(reader.now())
     assert seen == sorted(seen)
